@@ -1,0 +1,47 @@
+"""Which daemons of ours a project runs, and the launcher scripts that let config.xml start them.
+
+Each daemon gets a small script in the project's `bin/` (named like BOINC's own programs
+are) so that a `<daemon><cmd>NAME ARGS</cmd></daemon>` entry works both with
+`boinc-ext start` and with stock BOINC's `bin/start`, which puts `bin/` on PATH.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import DaemonEntry
+
+
+@dataclass(frozen=True)
+class DaemonKind:
+    program: str           # the launcher's name in bin/
+    module: str            # run as `python -m module`
+    args: str = "-d 2"     # default arguments in config.xml
+    stock_has_own: bool = False  # a stock BOINC server already runs its own equivalent
+
+
+DAEMON_KINDS: tuple[DaemonKind, ...] = (
+    DaemonKind("ext_file_deleter", "boinc_ext.file_deleter", stock_has_own=True),
+)
+
+
+def launcher_text(kind: DaemonKind, python: str = sys.executable) -> str:
+    return f"#!/bin/sh\nexec {shlex.quote(python)} -m {kind.module} \"$@\"\n"
+
+
+def install_launchers(bin_dir: Path) -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for kind in DAEMON_KINDS:
+        path = bin_dir / kind.program
+        path.write_text(launcher_text(kind))
+        os.chmod(path, 0o755)
+
+
+def default_entries(existing_stock_server: bool) -> list[DaemonEntry]:
+    """The <daemon> entries for a new project (or for one added to a stock server)."""
+    return [DaemonEntry(cmd=f"{kind.program} {kind.args}".strip())
+            for kind in DAEMON_KINDS
+            if not (existing_stock_server and kind.stock_has_own)]

@@ -1,0 +1,305 @@
+"""Work creation: what BOINC's create_work does, as a Python API.
+
+Inputs are staged into the download hierarchy at the path stock BOINC computes, with
+`.md5` files; the workunit row gets the xml_doc stock BOINC would write and
+transition_time = now so that the transitioner picks it up. A batch goes in one
+transaction. Any failure leaves nothing behind: no row, no staged file.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import ProjectConfig
+from .db import Database, DuplicateKeyError
+from .hierarchy import (BadFileName, check_file_name, hier_path, hier_url, md5_file, read_md5_info,
+                        write_md5_info)
+from .templates import (XML_DOC_LIMIT, InputFile, InputTemplate, OutputTemplate, TemplateError, WorkParams,
+                        render_workunit_xml)
+
+log = logging.getLogger("boinc_ext.work")
+
+INT_MAX = 2147483647
+_NAME_CHUNK = 1000
+_WU_COLUMNS = (
+    "create_time", "appid", "name", "xml_doc", "batch", "rsc_fpops_est", "rsc_fpops_bound",
+    "rsc_memory_bound", "rsc_disk_bound", "need_validate", "canonical_resultid", "canonical_credit",
+    "transition_time", "delay_bound", "error_mask", "file_delete_state", "assimilate_state", "hr_class",
+    "opaque", "min_quorum", "target_nresults", "max_error_results", "max_total_results",
+    "max_success_results", "result_template_file", "priority", "rsc_bandwidth_bound", "fileset_id",
+    "app_version_id", "transitioner_flags", "size_class", "keywords", "app_version_num",
+)
+_INSERT_WU = (f"insert into workunit ({', '.join(_WU_COLUMNS)}) "
+              f"values ({', '.join(['%s'] * len(_WU_COLUMNS))})")
+
+
+class WorkError(ValueError):
+    """A workunit cannot be created as asked; the message names the bad input."""
+
+
+@dataclass(frozen=True)
+class WorkunitRequest:
+    """One workunit. Inputs: a Path is a local file to stage; a str is a file name already in
+    the download hierarchy (or at the top of download/, which is then staged, as stock does)."""
+
+    name: str
+    inputs: Sequence[Path | str] = ()
+    command_line: str | None = None
+    params: dict = field(default_factory=dict)
+    priority: int = 0
+    opaque: float = 0.0
+    additional_xml: str | None = None
+    keywords: str = ""
+
+
+class Stager:
+    """Stages input files; remembers what it created so that a failure can undo it."""
+
+    def __init__(self, config: ProjectConfig, link: bool = False):
+        self.config = config
+        self.link = link
+        self.created: list[Path] = []
+        self._known_dirs: set[Path] = set()
+        self._seen: dict[str, InputFile] = {}
+
+    def stage(self, source: Path | str) -> InputFile:
+        if isinstance(source, Path):
+            return self._stage_local(source)
+        return self._staged_name(source)
+
+    def rollback(self) -> None:
+        for path in reversed(self.created):
+            path.unlink(missing_ok=True)
+        self.created.clear()
+
+    def commit(self) -> None:
+        self.created.clear()
+
+    def _target(self, name: str) -> Path:
+        path = hier_path(name, self.config.download_dir, self.config.uldl_dir_fanout)
+        if path.parent not in self._known_dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._known_dirs.add(path.parent)
+        return path
+
+    def _stage_local(self, source: Path) -> InputFile:
+        name = check_file_name(source.name, "input file name")
+        if name in self._seen:
+            return self._seen[name]
+        if not source.is_file():
+            raise WorkError(f"input file {source}: no such file")
+        md5, nbytes = md5_file(source)
+        target = self._target(name)
+        if target.exists():
+            existing = self._info_of_staged(target)
+            if existing[0] != md5:
+                raise WorkError(f"input file {name}: a different file of that name is already staged "
+                                f"at {target}; staged files are immutable, use a new name")
+        else:
+            self._place(source, target)
+            write_md5_info(target, md5, nbytes)
+            self.created += [target, target.with_name(target.name + ".md5")]
+        return self._remember(name, md5, nbytes)
+
+    def _staged_name(self, name: str) -> InputFile:
+        check_file_name(name, "input file name")
+        if name in self._seen:
+            return self._seen[name]
+        target = self._target(name)
+        if not target.exists():
+            top = self.config.download_dir / name
+            if not top.is_file():
+                raise WorkError(f"input file {name}: not in the download hierarchy ({target}) "
+                                f"nor in {self.config.download_dir}")
+            self._place(top, target)
+            self.created.append(target)
+        md5, nbytes = self._info_of_staged(target)
+        return self._remember(name, md5, nbytes)
+
+    def _info_of_staged(self, path: Path) -> tuple[str, int]:
+        cached = read_md5_info(path) if self.config.cache_md5_info else None
+        if cached:
+            return cached
+        md5, nbytes = md5_file(path)
+        if self.config.cache_md5_info:
+            cache = path.with_name(path.name + ".md5")
+            if not cache.exists():
+                self.created.append(cache)
+            write_md5_info(path, md5, nbytes)
+        return md5, nbytes
+
+    def _place(self, source: Path, target: Path) -> None:
+        if self.link:
+            try:
+                os.link(source, target)
+                return
+            except OSError:
+                pass  # another filesystem: copy instead
+        tmp = target.with_name(f".{target.name}.part")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+
+    def _remember(self, name: str, md5: str, nbytes: int) -> InputFile:
+        url = hier_url(name, self.config.download_url, self.config.uldl_dir_fanout)
+        info = InputFile(name, url, md5, nbytes)
+        self._seen[name] = info
+        return info
+
+
+class WorkCreator:
+    """Creates workunits of one app from one pair of templates."""
+
+    def __init__(self, config: ProjectConfig, db: Database, app_name: str, wu_template: str | Path,
+                 result_template: str | Path, *, link_inputs: bool = False, defaults: dict | None = None):
+        self.config = config
+        self.db = db
+        self.link_inputs = link_inputs
+        self.app_id = self._app_id(app_name)
+        self.app_name = app_name
+        self.input_template = InputTemplate.load(self._template_path(wu_template))
+        result_path = self._template_path(result_template)
+        OutputTemplate.load(result_path)
+        self.result_template_file = self._relative_to_project(result_path)
+        self.base_params = WorkParams().overridden(**self.input_template.params).overridden(**(defaults or {}))
+        self._constant_files: dict[int, InputFile] | None = None
+
+    def create(self, request: WorkunitRequest) -> int:
+        """Creates one workunit in its own transaction; returns its id."""
+        return self.create_many([request])[0]
+
+    def create_many(self, requests: Sequence[WorkunitRequest]) -> list[int]:
+        """Creates every workunit or none (one transaction); returns their ids in order."""
+        if not requests:
+            return []
+        self._check_names(requests)
+        stager = Stager(self.config, link=self.link_inputs)
+        try:
+            rows = [self._row(request, stager) for request in requests]
+            with self.db.transaction():
+                self.db.executemany(_INSERT_WU, rows)
+                ids = self._ids_of([r.name for r in requests])
+        except DuplicateKeyError:
+            stager.rollback()
+            raise WorkError("a workunit of that name already exists (created meanwhile)") from None
+        except BaseException:
+            stager.rollback()
+            raise
+        stager.commit()
+        if len(requests) == 1:
+            log.info("[WU#%d %s] created", ids[0], requests[0].name)
+        else:
+            log.info("created %d workunits (%s .. %s)", len(ids), requests[0].name, requests[-1].name)
+        return ids
+
+    # --- per workunit ----------------------------------------------------------------------
+    def _row(self, request: WorkunitRequest, stager: Stager) -> tuple:
+        what = f"workunit {request.name}"
+        template = self.input_template
+        if len(request.inputs) != template.n_variable_inputs:
+            raise WorkError(f"{what}: {len(request.inputs)} input files given, but the template "
+                            f"has {template.n_variable_inputs}")
+        if request.command_line is not None and template.command_line is not None:
+            raise WorkError(f"{what}: a command line is given, but the template already has one")
+        try:
+            params = self.base_params.overridden(**request.params).checked(what)
+        except TemplateError as exc:
+            raise WorkError(str(exc)) from None
+        except TypeError as exc:
+            raise WorkError(f"{what}: {exc}") from None
+        variable = [stager.stage(source) for source in request.inputs]
+        command_line = request.command_line if request.command_line is not None else template.command_line
+        xml_doc = render_workunit_xml(template, variable, self._constants(stager), command_line,
+                                      request.additional_xml)
+        if len(xml_doc.encode()) > XML_DOC_LIMIT:
+            raise WorkError(f"{what}: xml_doc is {len(xml_doc.encode())} bytes; BOINC's limit is {XML_DOC_LIMIT}")
+        now = int(time.time())
+        return (now, self.app_id, request.name, xml_doc, params.batch, params.rsc_fpops_est,
+                params.rsc_fpops_bound, params.rsc_memory_bound, params.rsc_disk_bound, 0, 0, 0.0,
+                now, params.delay_bound, 0, 0, 0, 0, request.opaque, params.min_quorum,
+                params.target_nresults, params.max_error_results, params.max_total_results,
+                params.max_success_results, self.result_template_file, request.priority,
+                params.rsc_bandwidth_bound, 0, 0, 0, params.size_class, request.keywords, 0)
+
+    def _constants(self, stager: Stager) -> dict[int, InputFile]:
+        """Constant files (<physical_name>) must already be staged with their .md5 file."""
+        if self._constant_files is None:
+            constants = {}
+            for index, info in enumerate(self.input_template.file_infos):
+                if info.physical_name:
+                    path = hier_path(info.physical_name, self.config.download_dir, self.config.uldl_dir_fanout)
+                    cached = read_md5_info(path)
+                    if cached is None:
+                        raise WorkError(f"constant input {info.physical_name}: missing, or no .md5 file at {path}")
+                    url = hier_url(info.physical_name, self.config.download_url, self.config.uldl_dir_fanout)
+                    constants[index] = InputFile(info.physical_name, url, *cached)
+            self._constant_files = constants
+        return self._constant_files
+
+    # --- checks ----------------------------------------------------------------------------
+    def _check_names(self, requests: Sequence[WorkunitRequest]) -> None:
+        names = [r.name for r in requests]
+        for name in names:
+            try:
+                check_file_name(name, "workunit name")
+            except BadFileName as exc:
+                raise WorkError(str(exc)) from None
+        duplicates = {n for n, count in Counter(names).items() if count > 1}
+        if duplicates:
+            raise WorkError(f"workunit names repeated in the batch: {', '.join(sorted(duplicates)[:5])}")
+        taken = self._existing_names(names)
+        if taken:
+            raise WorkError(f"workunit name already exists: {', '.join(sorted(taken)[:5])}"
+                            + (f" and {len(taken) - 5} more" if len(taken) > 5 else ""))
+
+    def _existing_names(self, names: list[str]) -> set[str]:
+        taken: set[str] = set()
+        for start in range(0, len(names), _NAME_CHUNK):
+            chunk = names[start:start + _NAME_CHUNK]
+            placeholders = ", ".join(["%s"] * len(chunk))
+            rows = self.db.query(f"select name from workunit where name in ({placeholders})", chunk)
+            taken.update(row["name"] for row in rows)
+        self.db.connection.commit()  # end the read snapshot
+        return taken
+
+    def _ids_of(self, names: list[str]) -> list[int]:
+        by_name: dict[str, int] = {}
+        for start in range(0, len(names), _NAME_CHUNK):
+            chunk = names[start:start + _NAME_CHUNK]
+            placeholders = ", ".join(["%s"] * len(chunk))
+            for row in self.db.query(f"select id, name from workunit where name in ({placeholders})", chunk):
+                by_name[row["name"]] = row["id"]
+        return [by_name[name] for name in names]
+
+    def _app_id(self, app_name: str) -> int:
+        row = self.db.query_one("select id from app where name = %s and deprecated = 0", (app_name,))
+        self.db.connection.commit()
+        if row is None:
+            raise WorkError(f"unknown app {app_name!r} (not in the app table, or deprecated)")
+        return row["id"]
+
+    def _template_path(self, template: str | Path) -> Path:
+        path = Path(template)
+        if path.is_absolute():
+            candidates = [path]
+        else:
+            candidates = [self.config.project_dir / path, Path.cwd() / path]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate.resolve()
+        raise WorkError(f"template {template}: no such file (looked in {', '.join(str(c) for c in candidates)})")
+
+    def _relative_to_project(self, path: Path) -> str:
+        try:
+            relative = str(path.relative_to(self.config.project_dir))
+        except ValueError:
+            raise WorkError(f"result template {path}: must be inside the project directory "
+                            f"({self.config.project_dir}), since workunits store its relative path") from None
+        if len(relative) > 63:
+            raise WorkError(f"result template path {relative!r}: longer than BOINC's 63 characters")
+        return relative

@@ -5,15 +5,18 @@ config.xml exactly as BOINC's daemons read them (`db_host` may be `host:port`).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
+import math
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import MySQLdb
 import MySQLdb.cursors
+from MySQLdb import _mysql
 
 from .config import ProjectConfig
 
@@ -98,7 +101,7 @@ class DbSettings:
 
     def connect_args(self, with_database: bool = True) -> dict[str, Any]:
         args: dict[str, Any] = {"host": self.host, "user": self.user, "passwd": self.passwd,
-                                "charset": "utf8mb4", "autocommit": False, "connect_timeout": 10}
+                                "charset": "utf8mb4", "autocommit": True, "connect_timeout": 10}
         if with_database:
             args["db"] = self.name
         if self.port:
@@ -108,8 +111,40 @@ class DbSettings:
         return args
 
 
+def literal_of(value: Any) -> bytes:
+    """One value as SQL literal text, without touching a connection (so it is thread-safe).
+
+    Strings are escaped byte-wise in C, which is exact for utf8mb4 (the only connection
+    charset we use): no multi-byte UTF-8 sequence contains a byte below 0x80.
+    """
+    if isinstance(value, str):
+        return _mysql.string_literal(value.encode("utf-8"))
+    if isinstance(value, bytes):
+        return _mysql.string_literal(value)
+    if isinstance(value, bool):
+        return b"1" if value else b"0"
+    if isinstance(value, int):
+        return str(value).encode()
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise PermanentDbError(f"not a finite number: {value}")
+        return repr(value).encode()
+    if value is None:
+        return b"NULL"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+def _raise_if_failed(pending: list) -> None:
+    """Surfaces a failed earlier INSERT at once instead of building the rest of the batch."""
+    for future in pending:
+        if future.done() and future.exception() is not None:
+            raise future.exception()
+
+
 class Database:
-    """One connection with explicit transactions. Not shared between threads."""
+    """One connection. Statements outside `transaction()` commit at once (as in BOINC's own
+    daemons), so a long-lived connection never reads from a stale snapshot.
+    Not shared between threads."""
 
     def __init__(self, settings: DbSettings, with_database: bool = True):
         self.settings = settings
@@ -152,6 +187,11 @@ class Database:
         """Commits on success, rolls back on any exception (and re-raises it classified)."""
         conn = self.connection
         try:
+            conn.begin()
+        except MySQLdb.Error as exc:
+            self.close()
+            raise classify(exc) from None
+        try:
             yield self
         except BaseException:
             self._rollback_quietly()
@@ -178,6 +218,43 @@ class Database:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         with self._cursor() as cur:
             return cur.executemany(sql, rows)
+
+    literal = staticmethod(literal_of)
+
+    def insert_rows(self, insert_prefix: str, rows: Iterable[Sequence[Any] | bytes],
+                    max_statement: int = 1 << 20) -> list[int]:
+        """Multi-row INSERTs of up to `max_statement` bytes each; returns the new ids in order.
+
+        A row is a sequence of values, or bytes already rendered as `(literal,...)`. `rows`
+        may be a generator: while the server runs one statement (the driver releases the
+        GIL), the next is being built, so building and inserting overlap. Ids come from
+        LAST_INSERT_ID() per statement, which InnoDB makes consecutive for multi-row
+        inserts unless innodb_autoinc_lock_mode is 2; then the caller must look ids up.
+        """
+        prefix = insert_prefix.encode() + b" values "
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="db-insert") as sender:
+            pending: list[concurrent.futures.Future] = []
+            chunk: list[bytes] = []
+            size = 0
+            for row in rows:
+                literal = row if isinstance(row, bytes) else b"(" + b",".join(map(literal_of, row)) + b")"
+                if chunk and size + len(literal) > max_statement:
+                    pending.append(sender.submit(self._run_insert, prefix, chunk))
+                    _raise_if_failed(pending)
+                    chunk, size = [], 0
+                chunk.append(literal)
+                size += len(literal) + 1
+            if chunk:
+                pending.append(sender.submit(self._run_insert, prefix, chunk))
+            return [row_id for future in pending for row_id in future.result()]
+
+    def consecutive_autoinc(self) -> bool:
+        return int(self.scalar("select @@innodb_autoinc_lock_mode")) < 2
+
+    def _run_insert(self, prefix: bytes, literals: list[bytes]) -> range:
+        with self._cursor() as cur:
+            cur.execute(prefix + b",".join(literals))
+            return range(cur.lastrowid, cur.lastrowid + len(literals))
 
     def insert(self, sql: str, params: Sequence[Any] | None = None) -> int:
         """Runs an INSERT and returns the new row's id."""

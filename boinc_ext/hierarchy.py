@@ -66,13 +66,14 @@ def write_md5_info(path: Path, md5: str, nbytes: int) -> None:
     md5_cache_path(path).write_text(f"{md5} {nbytes}\n")
 
 
-def read_md5_info(path: Path) -> tuple[str, int] | None:
+def read_md5_info(path: Path | str) -> tuple[str, int] | None:
     """The cached (md5, size) of `path`, if the .md5 file exists and is newer than the file."""
-    cache = md5_cache_path(path)
+    cache = f"{path}.md5"
     try:
         if os.stat(cache).st_mtime < os.stat(path).st_mtime:
             return None
-        fields = cache.read_text().split()
+        with open(cache) as f:
+            fields = f.read().split()
     except OSError:
         return None
     if len(fields) != 2 or not re.fullmatch(r"[0-9a-f]{32}", fields[0]):

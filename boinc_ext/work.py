@@ -7,6 +7,7 @@ transaction. Any failure leaves nothing behind: no row, no staged file.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -19,24 +20,26 @@ from pathlib import Path
 from .config import ProjectConfig
 from .db import Database, DuplicateKeyError
 from .hierarchy import (BadFileName, check_file_name, hier_path, hier_url, md5_file, read_md5_info,
-                        write_md5_info)
+                        subdir_for, write_md5_info)
 from .templates import (XML_DOC_LIMIT, InputFile, InputTemplate, OutputTemplate, TemplateError, WorkParams,
                         render_workunit_xml)
 
 log = logging.getLogger("boinc_ext.work")
 
 INT_MAX = 2147483647
+ANALYZE_AFTER_ROWS = 1000
 _NAME_CHUNK = 1000
+# Per-workunit columns first; the rest are the same for every workunit of a batch.
 _WU_COLUMNS = (
-    "create_time", "appid", "name", "xml_doc", "batch", "rsc_fpops_est", "rsc_fpops_bound",
+    "name", "xml_doc", "priority", "opaque", "keywords",
+    "create_time", "appid", "batch", "rsc_fpops_est", "rsc_fpops_bound",
     "rsc_memory_bound", "rsc_disk_bound", "need_validate", "canonical_resultid", "canonical_credit",
     "transition_time", "delay_bound", "error_mask", "file_delete_state", "assimilate_state", "hr_class",
-    "opaque", "min_quorum", "target_nresults", "max_error_results", "max_total_results",
-    "max_success_results", "result_template_file", "priority", "rsc_bandwidth_bound", "fileset_id",
-    "app_version_id", "transitioner_flags", "size_class", "keywords", "app_version_num",
+    "min_quorum", "target_nresults", "max_error_results", "max_total_results",
+    "max_success_results", "result_template_file", "rsc_bandwidth_bound", "fileset_id",
+    "app_version_id", "transitioner_flags", "size_class", "app_version_num",
 )
-_INSERT_WU = (f"insert into workunit ({', '.join(_WU_COLUMNS)}) "
-              f"values ({', '.join(['%s'] * len(_WU_COLUMNS))})")
+_INSERT_WU = f"insert into workunit ({', '.join(_WU_COLUMNS)})"
 
 
 class WorkError(ValueError):
@@ -59,13 +62,15 @@ class WorkunitRequest:
 
 
 class Stager:
-    """Stages input files; remembers what it created so that a failure can undo it."""
+    """Stages input files; remembers what it created so that a failure can undo it.
+    Paths are plain strings here: this runs once per input of every workunit."""
 
     def __init__(self, config: ProjectConfig, link: bool = False):
         self.config = config
         self.link = link
-        self.created: list[Path] = []
-        self._known_dirs: set[Path] = set()
+        self.created: list[str] = []
+        self._download_dir = str(config.download_dir)
+        self._known_dirs: set[str] = set()
         self._seen: dict[str, InputFile] = {}
 
     def stage(self, source: Path | str) -> InputFile:
@@ -75,18 +80,20 @@ class Stager:
 
     def rollback(self) -> None:
         for path in reversed(self.created):
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         self.created.clear()
 
     def commit(self) -> None:
         self.created.clear()
 
-    def _target(self, name: str) -> Path:
-        path = hier_path(name, self.config.download_dir, self.config.uldl_dir_fanout)
-        if path.parent not in self._known_dirs:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._known_dirs.add(path.parent)
-        return path
+    def _target(self, name: str) -> str:
+        fanout = self.config.uldl_dir_fanout
+        directory = os.path.join(self._download_dir, subdir_for(name, fanout)) if fanout else self._download_dir
+        if directory not in self._known_dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._known_dirs.add(directory)
+        return os.path.join(directory, name)
 
     def _stage_local(self, source: Path) -> InputFile:
         name = check_file_name(source.name, "input file name")
@@ -96,15 +103,15 @@ class Stager:
             raise WorkError(f"input file {source}: no such file")
         md5, nbytes = md5_file(source)
         target = self._target(name)
-        if target.exists():
-            existing = self._info_of_staged(target)
-            if existing[0] != md5:
+        if os.path.exists(target):
+            if self._info_of_staged(target)[0] != md5:
                 raise WorkError(f"input file {name}: a different file of that name is already staged "
                                 f"at {target}; staged files are immutable, use a new name")
         else:
-            self._place(source, target)
-            write_md5_info(target, md5, nbytes)
-            self.created += [target, target.with_name(target.name + ".md5")]
+            self._place(str(source), target)
+            self.created.append(target)
+            write_md5_info(Path(target), md5, nbytes)
+            self.created.append(target + ".md5")
         return self._remember(name, md5, nbytes)
 
     def _staged_name(self, name: str) -> InputFile:
@@ -112,36 +119,37 @@ class Stager:
         if name in self._seen:
             return self._seen[name]
         target = self._target(name)
-        if not target.exists():
-            top = self.config.download_dir / name
-            if not top.is_file():
-                raise WorkError(f"input file {name}: not in the download hierarchy ({target}) "
-                                f"nor in {self.config.download_dir}")
-            self._place(top, target)
-            self.created.append(target)
-        md5, nbytes = self._info_of_staged(target)
-        return self._remember(name, md5, nbytes)
+        cached = read_md5_info(target) if self.config.cache_md5_info else None
+        if cached is None:
+            if not os.path.exists(target):
+                top = os.path.join(self._download_dir, name)
+                if not os.path.isfile(top):
+                    raise WorkError(f"input file {name}: not in the download hierarchy ({target}) "
+                                    f"nor in {self._download_dir}")
+                self._place(top, target)
+                self.created.append(target)
+            cached = self._info_of_staged(target)
+        return self._remember(name, *cached)
 
-    def _info_of_staged(self, path: Path) -> tuple[str, int]:
+    def _info_of_staged(self, path: str) -> tuple[str, int]:
         cached = read_md5_info(path) if self.config.cache_md5_info else None
         if cached:
             return cached
-        md5, nbytes = md5_file(path)
+        md5, nbytes = md5_file(Path(path))
         if self.config.cache_md5_info:
-            cache = path.with_name(path.name + ".md5")
-            if not cache.exists():
-                self.created.append(cache)
-            write_md5_info(path, md5, nbytes)
+            if not os.path.exists(path + ".md5"):
+                self.created.append(path + ".md5")
+            write_md5_info(Path(path), md5, nbytes)
         return md5, nbytes
 
-    def _place(self, source: Path, target: Path) -> None:
+    def _place(self, source: str, target: str) -> None:
         if self.link:
             try:
                 os.link(source, target)
                 return
             except OSError:
                 pass  # another filesystem: copy instead
-        tmp = target.with_name(f".{target.name}.part")
+        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.part")
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
 
@@ -168,6 +176,8 @@ class WorkCreator:
         self.result_template_file = self._relative_to_project(result_path)
         self.base_params = WorkParams().overridden(**self.input_template.params).overridden(**(defaults or {}))
         self._constant_files: dict[int, InputFile] | None = None
+        self._checked_base: WorkParams | None = None
+        self._consecutive_ids = db.consecutive_autoinc()
 
     def create(self, request: WorkunitRequest) -> int:
         """Creates one workunit in its own transaction; returns its id."""
@@ -178,12 +188,15 @@ class WorkCreator:
         if not requests:
             return []
         self._check_names(requests)
+        self._batch_time = int(time.time())
+        self._shared: dict[WorkParams, bytes] = {}
         stager = Stager(self.config, link=self.link_inputs)
         try:
-            rows = [self._row(request, stager) for request in requests]
+            rows = (self._row(request, stager) for request in requests)
             with self.db.transaction():
-                self.db.executemany(_INSERT_WU, rows)
-                ids = self._ids_of([r.name for r in requests])
+                ids = self.db.insert_rows(_INSERT_WU, rows)
+                if not self._consecutive_ids:
+                    ids = self._ids_of([r.name for r in requests])
         except DuplicateKeyError:
             stager.rollback()
             raise WorkError("a workunit of that name already exists (created meanwhile)") from None
@@ -191,14 +204,23 @@ class WorkCreator:
             stager.rollback()
             raise
         stager.commit()
+        if len(requests) >= ANALYZE_AFTER_ROWS:
+            self.refresh_statistics()
         if len(requests) == 1:
             log.info("[WU#%d %s] created", ids[0], requests[0].name)
         else:
             log.info("created %d workunits (%s .. %s)", len(ids), requests[0].name, requests[-1].name)
         return ids
 
+    def refresh_statistics(self) -> None:
+        """After bulk inserts InnoDB's sampled statistics go stale and the daemons' queries
+        (transitioner, feeder) can pick a full scan; stock BOINC projects hit minutes-long
+        queries until ANALYZE TABLE. Refreshing costs milliseconds."""
+        self.db.query("analyze table workunit")
+
     # --- per workunit ----------------------------------------------------------------------
-    def _row(self, request: WorkunitRequest, stager: Stager) -> tuple:
+    def _row(self, request: WorkunitRequest, stager: Stager) -> bytes:
+        """The workunit's row as SQL literal text, ready for a multi-row INSERT."""
         what = f"workunit {request.name}"
         template = self.input_template
         if len(request.inputs) != template.n_variable_inputs:
@@ -207,7 +229,7 @@ class WorkCreator:
         if request.command_line is not None and template.command_line is not None:
             raise WorkError(f"{what}: a command line is given, but the template already has one")
         try:
-            params = self.base_params.overridden(**request.params).checked(what)
+            params = self._params(request, what)
         except TemplateError as exc:
             raise WorkError(str(exc)) from None
         except TypeError as exc:
@@ -218,13 +240,34 @@ class WorkCreator:
                                       request.additional_xml)
         if len(xml_doc.encode()) > XML_DOC_LIMIT:
             raise WorkError(f"{what}: xml_doc is {len(xml_doc.encode())} bytes; BOINC's limit is {XML_DOC_LIMIT}")
-        now = int(time.time())
-        return (now, self.app_id, request.name, xml_doc, params.batch, params.rsc_fpops_est,
-                params.rsc_fpops_bound, params.rsc_memory_bound, params.rsc_disk_bound, 0, 0, 0.0,
-                now, params.delay_bound, 0, 0, 0, 0, request.opaque, params.min_quorum,
-                params.target_nresults, params.max_error_results, params.max_total_results,
-                params.max_success_results, self.result_template_file, request.priority,
-                params.rsc_bandwidth_bound, 0, 0, 0, params.size_class, request.keywords, 0)
+        encoded = xml_doc.encode()
+        if len(encoded) > XML_DOC_LIMIT:
+            raise WorkError(f"{what}: xml_doc is {len(encoded)} bytes; BOINC's limit is {XML_DOC_LIMIT}")
+        literal = self.db.literal
+        return b"(" + b",".join((literal(request.name), literal(encoded), literal(request.priority),
+                                 literal(float(request.opaque)), literal(request.keywords),
+                                 self._shared_columns(params))) + b")"
+
+    def _shared_columns(self, params: WorkParams) -> bytes:
+        """The literal text of the columns every workunit with these params shares."""
+        cached = self._shared.get(params)
+        if cached is None:
+            now = self._batch_time
+            values = (now, self.app_id, params.batch, float(params.rsc_fpops_est),
+                      float(params.rsc_fpops_bound), float(params.rsc_memory_bound),
+                      float(params.rsc_disk_bound), 0, 0, 0.0, now, params.delay_bound, 0, 0, 0, 0,
+                      params.min_quorum, params.target_nresults, params.max_error_results,
+                      params.max_total_results, params.max_success_results, self.result_template_file,
+                      float(params.rsc_bandwidth_bound), 0, 0, 0, params.size_class, 0)
+            cached = self._shared[params] = b",".join(map(self.db.literal, values))
+        return cached
+
+    def _params(self, request: WorkunitRequest, what: str) -> WorkParams:
+        if request.params:
+            return self.base_params.overridden(**request.params).checked(what)
+        if self._checked_base is None:
+            self._checked_base = self.base_params.checked(what)
+        return self._checked_base
 
     def _constants(self, stager: Stager) -> dict[int, InputFile]:
         """Constant files (<physical_name>) must already be staged with their .md5 file."""
@@ -264,7 +307,6 @@ class WorkCreator:
             placeholders = ", ".join(["%s"] * len(chunk))
             rows = self.db.query(f"select name from workunit where name in ({placeholders})", chunk)
             taken.update(row["name"] for row in rows)
-        self.db.connection.commit()  # end the read snapshot
         return taken
 
     def _ids_of(self, names: list[str]) -> list[int]:
@@ -278,7 +320,6 @@ class WorkCreator:
 
     def _app_id(self, app_name: str) -> int:
         row = self.db.query_one("select id from app where name = %s and deprecated = 0", (app_name,))
-        self.db.connection.commit()
         if row is None:
             raise WorkError(f"unknown app {app_name!r} (not in the app table, or deprecated)")
         return row["id"]

@@ -1,0 +1,101 @@
+"""Our BOINC tables against stock BOINC's own schema, column by column and index by index.
+
+Stock BOINC's schema is not part of this repository (it is LGPL source we do not copy):
+point BOINC_SOURCE_DIR at a checkout of BOINC (the folder holding db/schema.sql) to run
+the comparison; without it these tests skip and say why.
+"""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from boinc_ext import boinc_schema, ext_schema
+from boinc_ext.db import Database
+from boinc_ext.project_xml import ProjectXml, register
+from boinc_ext.work import WorkCreator, WorkunitRequest
+
+SOURCE = os.environ.get("BOINC_SOURCE_DIR")
+needs_stock = pytest.mark.skipif(
+    not SOURCE or not Path(SOURCE, "db", "schema.sql").is_file(),
+    reason="set BOINC_SOURCE_DIR to a BOINC source checkout to compare with stock db/schema.sql")
+
+_COLUMN_QUERY = """select table_name t, column_name c, ordinal_position o, column_type ty, is_nullable n,
+    column_default d, extra x from information_schema.columns where table_schema = database()"""
+_INDEX_QUERY = """select table_name t, index_name i, non_unique u, seq_in_index s, column_name c, collation co,
+    index_type it from information_schema.statistics where table_schema = database()"""
+
+
+def _load_sql(settings, path: Path) -> None:
+    command = ["mariadb", "-h", settings.host, "-P", str(settings.port), "-u", settings.user,
+               f"-p{settings.passwd}", settings.name]
+    with open(path, "rb") as f:
+        subprocess.run(command, stdin=f, check=True, capture_output=True)
+
+
+@pytest.fixture
+def stock_db(mariadb):
+    settings = mariadb.settings("stock_schema_check")
+    with Database(settings, with_database=False) as server:
+        server.execute(f"drop database if exists `{settings.name}`")
+        server.execute(f"create database `{settings.name}` character set utf8mb4")
+    _load_sql(settings, Path(SOURCE, "db", "schema.sql"))
+    _load_sql(settings, Path(SOURCE, "db", "constraints.sql"))
+    with Database(settings) as db:
+        yield db
+    with Database(settings, with_database=False) as server:
+        server.execute(f"drop database `{settings.name}`")
+
+
+@pytest.fixture
+def our_db(mariadb):
+    settings = mariadb.settings("ours_schema_check")
+    with Database(settings, with_database=False) as server:
+        server.execute(f"drop database if exists `{settings.name}`")
+        server.execute(f"create database `{settings.name}` character set utf8mb4")
+    with Database(settings) as db:
+        boinc_schema.create_boinc_tables(db)
+        yield db
+    with Database(settings, with_database=False) as server:
+        server.execute(f"drop database `{settings.name}`")
+
+
+def _rows(db, query):
+    ours = set(boinc_schema.BOINC_TABLES)
+    return sorted(tuple(r.values()) for r in db.query(query) if r["t"] in ours)
+
+
+@needs_stock
+def test_columns_match_stock(stock_db, our_db):
+    assert _rows(our_db, _COLUMN_QUERY) == _rows(stock_db, _COLUMN_QUERY)
+
+
+@needs_stock
+def test_indexes_match_stock(stock_db, our_db):
+    assert _rows(our_db, _INDEX_QUERY) == _rows(stock_db, _INDEX_QUERY)
+
+
+@needs_stock
+def test_work_creation_on_a_stock_database(stock_db, project):
+    """Our additions and create_work on a database made by stock BOINC's schema files."""
+    ext_schema.migrate(stock_db)
+    register(stock_db, ProjectXml.load())
+    (project.project_dir / "templates" / "in").write_text(
+        "<input_template><file_info/><workunit><file_ref><open_name>in</open_name></file_ref>"
+        "</workunit></input_template>")
+    (project.project_dir / "templates" / "out").write_text(
+        "<output_template><file_info><name><OUTFILE_0/></name><max_nbytes>1000</max_nbytes>"
+        "<url><UPLOAD_URL/></url></file_info><result><file_ref><file_name><OUTFILE_0/></file_name>"
+        "<open_name>out</open_name></file_ref></result></output_template>")
+    data = project.project_dir / "x.txt"
+    data.write_text("x\n")
+    creator = WorkCreator(project, stock_db, "r_job", "templates/in", "templates/out")
+    ids = creator.create_many([WorkunitRequest(f"stock_{i}", [data]) for i in range(3)])
+    assert stock_db.scalar("select count(*) from workunit where id in (%s, %s, %s)", ids) == 3
+
+
+def test_ddl_covers_the_tables_daemons_use():
+    for table in ("platform", "app", "app_version", "user", "team", "host", "host_app_version",
+                  "workunit", "result", "msg_from_host", "msg_to_host", "assignment", "credited_job"):
+        assert table in boinc_schema.BOINC_TABLES
+        assert boinc_schema.table_ddl(table).startswith(f"create table `{table}`")

@@ -259,26 +259,31 @@ def _project(args):
     return ProjectConfig.load(find_project_dir(args.dir))
 
 
+def _print_daemon_line(name: str, state: str, pid: int | None, message: str = "") -> None:
+    pid_text = f"pid {pid}" if pid else ""
+    print(f"{name:24} {state:15} {pid_text:10} {message}".rstrip())
+
+
 def _cmd_start(args) -> int:
-    from .daemonctl import start_daemons
+    from .daemonctl import FAILED, start_daemons
     results = start_daemons(_project(args))
-    for result in results:
-        print(result)
-    return 1 if any(getattr(r, "error", None) for r in results) else 0
+    for r in results:
+        _print_daemon_line(r.name, r.state, r.pid, r.message)
+    return 1 if any(r.state == FAILED for r in results) else 0
 
 
 def _cmd_stop(args) -> int:
-    from .daemonctl import stop_daemons
+    from .daemonctl import STILL_RUNNING, stop_daemons
     results = stop_daemons(_project(args), timeout=args.timeout, force=args.force)
-    for result in results:
-        print(result)
-    return 1 if any(getattr(r, "still_running", False) for r in results) else 0
+    for r in results:
+        _print_daemon_line(r.name, r.state, r.pid, r.message)
+    return 1 if any(r.state == STILL_RUNNING for r in results) else 0
 
 
 def _cmd_status(args) -> int:
     from .daemonctl import daemon_status
     for status in daemon_status(_project(args)):
-        print(status)
+        _print_daemon_line(status.name, status.state, status.pid)
     return 0
 
 

@@ -4,6 +4,7 @@ Stock BOINC's schema is not part of this repository (it is LGPL source we do not
 point BOINC_SOURCE_DIR at a checkout of BOINC (the folder holding db/schema.sql) to run
 the comparison; without it these tests skip and say why.
 """
+import contextlib
 import os
 import subprocess
 from pathlib import Path
@@ -33,31 +34,33 @@ def _load_sql(settings, path: Path) -> None:
         subprocess.run(command, stdin=f, check=True, capture_output=True)
 
 
+@contextlib.contextmanager
+def _fresh_database(mariadb, name):
+    settings = mariadb.settings(name)
+    with Database(settings, with_database=False) as server:
+        server.execute(f"drop database if exists `{name}`")
+        server.execute(f"create database `{name}` character set utf8mb4")
+    try:
+        yield settings
+    finally:
+        with Database(settings, with_database=False) as server:
+            server.execute(f"drop database `{name}`")
+
+
 @pytest.fixture
 def stock_db(mariadb):
-    settings = mariadb.settings("stock_schema_check")
-    with Database(settings, with_database=False) as server:
-        server.execute(f"drop database if exists `{settings.name}`")
-        server.execute(f"create database `{settings.name}` character set utf8mb4")
-    _load_sql(settings, Path(SOURCE, "db", "schema.sql"))
-    _load_sql(settings, Path(SOURCE, "db", "constraints.sql"))
-    with Database(settings) as db:
-        yield db
-    with Database(settings, with_database=False) as server:
-        server.execute(f"drop database `{settings.name}`")
+    with _fresh_database(mariadb, "stock_schema_check") as settings:
+        _load_sql(settings, Path(SOURCE, "db", "schema.sql"))
+        _load_sql(settings, Path(SOURCE, "db", "constraints.sql"))
+        with Database(settings) as db:
+            yield db
 
 
 @pytest.fixture
 def our_db(mariadb):
-    settings = mariadb.settings("ours_schema_check")
-    with Database(settings, with_database=False) as server:
-        server.execute(f"drop database if exists `{settings.name}`")
-        server.execute(f"create database `{settings.name}` character set utf8mb4")
-    with Database(settings) as db:
+    with _fresh_database(mariadb, "ours_schema_check") as settings, Database(settings) as db:
         boinc_schema.create_boinc_tables(db)
         yield db
-    with Database(settings, with_database=False) as server:
-        server.execute(f"drop database `{settings.name}`")
 
 
 def _rows(db, query):

@@ -1,0 +1,61 @@
+"""A test-only daemon on boinc_ext.daemon's base, used in-process and as a real subprocess.
+
+It handles rows of `test_item`, one per transaction: it counts the handling, holds the
+transaction open for --delay seconds (so that tests can signal it mid-item), then marks
+the row done and records which --mod remainder handled it.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from boinc_ext.daemon import Daemon, main_for
+
+TABLE_DDL = """create table test_item (
+    id integer not null auto_increment primary key,
+    done tinyint not null default 0,
+    handled integer not null default 0,
+    handled_by integer not null default -1
+) engine=InnoDB"""
+
+PROCESSING = "processing item"
+
+
+def create_items(db, count: int) -> None:
+    db.execute(TABLE_DDL)
+    with db.transaction():
+        db.executemany("insert into test_item (done) values (%s)", [(0,)] * count)
+
+
+class ItemDaemon(Daemon):
+    name = "test_items"
+    default_sleep_interval = 5.0
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        parser.add_argument("--delay", type=float, default=0.0, help="seconds to hold each item")
+
+    def do_pass(self) -> bool:
+        with self.db.transaction():
+            ids = [row["id"] for row in self.db.query(
+                f"select id from test_item where done = 0{self.mod_clause()} order by id limit 100")]
+        for item_id in ids:
+            if self.should_stop():
+                break
+            self._handle(item_id)
+        return bool(ids)
+
+    def _handle(self, item_id: int) -> None:
+        remainder = self.options.mod[1] if self.options.mod else -1
+        with self.db.transaction():
+            if not self.db.execute("update test_item set handled = handled + 1 where id = %s and done = 0",
+                                   (item_id,)):
+                return
+            self.item_log("ITEM", item_id, f"item{item_id}").info(PROCESSING)
+            time.sleep(self.options.extra["delay"])
+            self.db.execute("update test_item set done = 1, handled_by = %s where id = %s",
+                            (remainder, item_id))
+
+
+if __name__ == "__main__":
+    sys.exit(main_for(ItemDaemon))

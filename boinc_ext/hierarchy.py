@@ -57,6 +57,19 @@ def md5_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def copy_with_md5(source: str | Path, target: str | Path) -> tuple[str, int]:
+    """Copies `source` to `target` (created, never overwritten) and returns (md5, size)
+    from the same single read of the source."""
+    digest = hashlib.md5()
+    size = 0
+    with open(source, "rb") as src, open(target, "xb") as dst:
+        while chunk := src.read(_MD5_CHUNK):
+            digest.update(chunk)
+            dst.write(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
 def md5_cache_path(path: Path) -> Path:
     return path.with_name(path.name + ".md5")
 

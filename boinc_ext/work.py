@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .config import ProjectConfig
 from .db import Database, DuplicateKeyError
-from .hierarchy import (BadFileName, check_file_name, hier_path, hier_url, md5_file, read_md5_info,
-                        subdir_for, write_md5_info)
+from .hierarchy import (BadFileName, check_file_name, copy_with_md5, hier_path, hier_url, md5_file,
+                        read_md5_info, subdir_for, write_md5_info)
 from .templates import (XML_DOC_LIMIT, InputFile, InputTemplate, OutputTemplate, TemplateError, WorkParams,
                         render_workunit_xml)
 
@@ -101,18 +101,37 @@ class Stager:
             return self._seen[name]
         if not source.is_file():
             raise WorkError(f"input file {source}: no such file")
-        md5, nbytes = md5_file(source)
         target = self._target(name)
         if os.path.exists(target):
+            md5, nbytes = md5_file(source)
             if self._info_of_staged(target)[0] != md5:
                 raise WorkError(f"input file {name}: a different file of that name is already staged "
                                 f"at {target}; staged files are immutable, use a new name")
         else:
-            self._place(str(source), target)
-            self.created.append(target)
+            md5, nbytes = self._copy_in(str(source), target)
             write_md5_info(Path(target), md5, nbytes)
             self.created.append(target + ".md5")
         return self._remember(name, md5, nbytes)
+
+    def _copy_in(self, source: str, target: str) -> tuple[str, int]:
+        """Places a new file in the hierarchy (whole or not at all) and returns its md5 and size."""
+        if self.link:
+            try:
+                os.link(source, target)
+                self.created.append(target)
+                return md5_file(Path(target))
+            except OSError:
+                pass  # another filesystem: copy instead
+        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.part")
+        try:
+            md5, nbytes = copy_with_md5(source, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        self.created.append(target)
+        return md5, nbytes
 
     def _staged_name(self, name: str) -> InputFile:
         check_file_name(name, "input file name")
@@ -126,8 +145,7 @@ class Stager:
                 if not os.path.isfile(top):
                     raise WorkError(f"input file {name}: not in the download hierarchy ({target}) "
                                     f"nor in {self._download_dir}")
-                self._place(top, target)
-                self.created.append(target)
+                self._copy_in(top, target)
             cached = self._info_of_staged(target)
         return self._remember(name, *cached)
 
@@ -141,17 +159,6 @@ class Stager:
                 self.created.append(path + ".md5")
             write_md5_info(Path(path), md5, nbytes)
         return md5, nbytes
-
-    def _place(self, source: str, target: str) -> None:
-        if self.link:
-            try:
-                os.link(source, target)
-                return
-            except OSError:
-                pass  # another filesystem: copy instead
-        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.part")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
 
     def _remember(self, name: str, md5: str, nbytes: int) -> InputFile:
         url = hier_url(name, self.config.download_url, self.config.uldl_dir_fanout)

@@ -231,6 +231,8 @@ def _parse_file_info(element: etree._Element, what: str) -> TemplateFileInfo:
     info = TemplateFileInfo(extra_xml=tuple(extra), physical_name=values.get("physical_name") or None,
                             url=values.get("url") or None, md5_cksum=values.get("md5_cksum") or None,
                             gzip="gzip" in values and values["gzip"] != "0")
+    if info.gzip:
+        raise TemplateError(f"{what}: <gzip/> inputs are not supported (stage the file uncompressed)")
     if info.url is not None:
         if not info.md5_cksum or not values.get("nbytes"):
             raise TemplateError(f"{what}: a remote <file_info> needs <url>, <md5_cksum> and <nbytes>")

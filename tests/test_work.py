@@ -194,6 +194,8 @@ def test_unknown_app(project, project_db, templates):
     ("<input_template><file_info/><workunit><file_ref/></workunit></input_template>", "open_name"),
     ("<input_template><workunit><rsc_fpops_est>lots</rsc_fpops_est></workunit></input_template>",
      "must be a number"),
+    ("<input_template><file_info><gzip/></file_info><workunit><file_ref><open_name>a</open_name>"
+     "</file_ref></workunit></input_template>", "not supported"),
     ('<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><input_template><workunit>'
      '<command_line>&e;</command_line></workunit></input_template>', None),
 ])

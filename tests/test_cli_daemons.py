@@ -10,21 +10,30 @@ def _run(*args):
 
 def test_start_status_stop(project):
     directory = str(project.project_dir)
+    daemons = [d.program for d in project.daemons]
     started = _run("start", directory)
     assert started.returncode == 0, started.stderr
-    assert started.stdout.split()[:2] == ["ext_file_deleter", "started"]
+    assert _states(started.stdout) == {name: "started" for name in daemons}
     try:
-        status = _run("status", directory)
-        assert status.stdout.split()[:2] == ["ext_file_deleter", "running"]
-        again = _run("start", directory)
-        assert "already running" in again.stdout
+        assert _states(_run("status", directory).stdout) == {name: "running" for name in daemons}
+        assert _states(_run("start", directory).stdout) == {name: "already running" for name in daemons}
     finally:
         stopped = _run("stop", directory)
-    assert stopped.returncode == 0 and stopped.stdout.split()[:2] == ["ext_file_deleter", "stopped"]
+    assert stopped.returncode == 0 and _states(stopped.stdout) == {name: "stopped" for name in daemons}
     assert (project.project_dir / "stop_daemons").exists()
-    assert _run("status", directory).stdout.split()[1:3] == ["not", "running"]
-    log_text = next(project.log_dir.glob("ext_file_deleter*.log")).read_text()
-    assert "daemon started" in log_text and "daemon stopped (exit 0)" in log_text
+    assert _states(_run("status", directory).stdout) == {name: "not running" for name in daemons}
+    for name in daemons:
+        log_text = (project.log_dir / f"{name}.log").read_text()
+        assert "daemon started" in log_text and "daemon stopped (exit 0)" in log_text
+
+
+def _states(output: str) -> dict[str, str]:
+    """{daemon: state} from the CLI's `name  state  pid N` lines."""
+    states = {}
+    for line in output.splitlines():
+        name, rest = line.split(None, 1)
+        states[name] = rest.split(" pid ")[0].strip()
+    return states
 
 
 def test_start_without_project_is_a_clear_error(tmp_path):

@@ -35,9 +35,23 @@ def with_daemons(config: ProjectConfig, *entries: DaemonEntry) -> ProjectConfig:
     return ProjectConfig.load(config.project_dir)
 
 
+def only_file_deleter(config: ProjectConfig) -> ProjectConfig:
+    """The project with just its file deleter in <daemons>, so that tests name one daemon."""
+    path = config.project_dir / CONFIG_FILE
+    root = parse_xml_file(path)
+    daemons = root.find("daemons")
+    for element in list(daemons):
+        if not (element.findtext("cmd") or "").startswith("ext_file_deleter"):
+            daemons.remove(element)
+    write_tree(path, root)
+    return ProjectConfig.load(config.project_dir)
+
+
 @pytest.fixture
 def running(project):
-    """The project; any daemon still running at the end is stopped, then killed (by its pid)."""
+    """The project (file deleter only); any daemon still running at the end is stopped,
+    then killed (by its pid)."""
+    project = only_file_deleter(project)
     yield project
     leftovers = [r for r in stop_daemons(project, timeout=10) if r.state != STOPPED and r.pid]
     for result in leftovers:

@@ -28,7 +28,7 @@ def test_layout_config_and_keys(project):
     assert project.download_url == "http://127.0.0.1:8999/test/download"
     assert "file_upload_handler" in project.upload_url
     assert project.key_dir == root / "keys"
-    assert [d.program for d in project.daemons] == ["ext_file_deleter"]
+    assert [d.program for d in project.daemons] == ["ext_file_deleter", "ext_transitioner"]
     assert os.access(root / "bin" / "ext_file_deleter", os.X_OK)
     private = crypto.read_private_key(root / "keys" / "code_sign_private")
     assert crypto.read_public_key(root / "keys" / "code_sign_public") == private.public_key
@@ -88,7 +88,7 @@ def test_existing_stock_project_gets_only_our_additions(project, project_db):
     text = config_path.read_text().replace(
         "<daemons>", "<daemons><daemon><cmd>feeder -d 3</cmd></daemon>"
         "<daemon><cmd>file_deleter -d 2</cmd></daemon>")
-    text = re.sub(r"\s*<daemon>\s*<cmd>ext_file_deleter[^<]*</cmd>\s*</daemon>", "", text)
+    text = re.sub(r"\s*<daemon>\s*<cmd>ext_\w+[^<]*</cmd>\s*</daemon>", "", text)
     config_path.write_text(text)
     project_db.execute("drop table ext_job_file")
     project_db.execute("drop table ext_job")

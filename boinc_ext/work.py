@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -308,22 +307,21 @@ class WorkCreator:
                             + (f" and {len(taken) - 5} more" if len(taken) > 5 else ""))
 
     def _existing_names(self, names: list[str]) -> set[str]:
-        taken: set[str] = set()
-        for start in range(0, len(names), _NAME_CHUNK):
-            chunk = names[start:start + _NAME_CHUNK]
-            placeholders = ", ".join(["%s"] * len(chunk))
-            rows = self.db.query(f"select name from workunit where name in ({placeholders})", chunk)
-            taken.update(row["name"] for row in rows)
-        return taken
+        return set(self._ids_by_name(names))
 
     def _ids_of(self, names: list[str]) -> list[int]:
+        by_name = self._ids_by_name(names)
+        return [by_name[name] for name in names]
+
+    def _ids_by_name(self, names: list[str]) -> dict[str, int]:
+        """{name: id} of the workunits among `names` that exist, queried in bounded chunks."""
         by_name: dict[str, int] = {}
         for start in range(0, len(names), _NAME_CHUNK):
             chunk = names[start:start + _NAME_CHUNK]
             placeholders = ", ".join(["%s"] * len(chunk))
             for row in self.db.query(f"select id, name from workunit where name in ({placeholders})", chunk):
                 by_name[row["name"]] = row["id"]
-        return [by_name[name] for name in names]
+        return by_name
 
     def _app_id(self, app_name: str) -> int:
         row = self.db.query_one("select id from app where name = %s and deprecated = 0", (app_name,))

@@ -34,6 +34,7 @@ _TYPES = {
     "mblob": "mediumblob",
     "stamp": "timestamp",
 }
+_NUMERIC_TYPES = {"int", "uint", "bigint", "small", "tiny", "double"}
 
 _COLUMNS: dict[str, str] = {
     "platform": """id:id create_time:int name:vc191 user_friendly_name:vc254 deprecated:tiny=0""",
@@ -194,3 +195,16 @@ def create_boinc_tables(db) -> None:
 def existing_boinc_tables(db) -> set[str]:
     rows = db.query("select table_name as t from information_schema.tables where table_schema = database()")
     return {row["t"] for row in rows} & set(BOINC_TABLES)
+
+
+def blank_row(table: str) -> dict[str, object]:
+    """Every column a stock INSERT must name, with its "none" value (0 or ''); the id and
+    timestamp columns are left to the server. Callers overwrite what they know."""
+    row: dict[str, object] = {}
+    for spec in _COLUMNS[table].split():
+        name, _, rest = spec.partition(":")
+        type_code = rest.partition("=")[0].rstrip("?")
+        if type_code in ("id", "serial", "stamp"):
+            continue
+        row[name] = 0 if type_code in _NUMERIC_TYPES else ""
+    return row

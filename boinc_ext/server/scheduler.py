@@ -1,0 +1,163 @@
+"""The scheduler RPC handler: what stock BOINC's `cgi` does for one client request.
+
+One request: parse it, authenticate the account and find or create the host, store and
+ack the reported results, send work that fits the host, and tell the client when to call
+again. Transient database trouble answers HTTP 503, which the client retries with back-off.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from flask import Blueprint, Response, request
+from urllib.parse import urlsplit
+
+from ..config import ProjectConfig
+from ..crypto import read_public_key
+from ..db import Database, TransientDbError
+from ..project import cgi_url
+from ..xmlutil import XmlError, parse_xml
+from .app_catalog import AppCatalog
+from .request_db import ThreadDatabases
+from .sched_auth import AuthError, Caller, authenticate
+from .sched_reply import SchedulerReply
+from .sched_reports import store_reports
+from .sched_request import MAX_REQUEST_BYTES, BadRequest, SchedulerRequest, parse_request
+from .sched_send import SendLimits, in_progress_count, jobs_wanted, send_work
+from .steering import ActiveHostCounter, SteeringPolicy
+
+log = logging.getLogger("boinc_ext.server.scheduler")
+
+SCHEDULER_PROGRAM = "cgi"
+STOP_SCHED_TRIGGER = "stop_sched"
+BAD_ACCOUNT_DELAY = 3600
+PROJECT_DOWN_DELAY = 3600
+BAD_REQUEST_DELAY = 120
+TRANSIENT_ATTEMPTS = 3
+EVENT_RPC = "scheduler rpc"
+EVENT_RPC_REFUSED = "scheduler rpc refused"
+_MOD_TIME = re.compile(rb"<mod_time>\s*([0-9.]+)\s*</mod_time>")
+
+
+def scheduler_url(config: ProjectConfig) -> str:
+    return cgi_url(config.master_url) + SCHEDULER_PROGRAM
+
+
+class Scheduler:
+    def __init__(self, config: ProjectConfig, databases: ThreadDatabases):
+        self.config = config
+        self.databases = databases
+        self.catalog = AppCatalog(config)
+        self.limits = SendLimits.from_config(config)
+        self.steering = SteeringPolicy.from_config(config)
+        self.active_hosts = ActiveHostCounter()
+        self.code_sign_key = read_public_key(config.key_dir / "code_sign_public").to_text()
+        self.typical_fpops_est = 1e12
+
+    def handle(self, body: bytes, remote_addr: str) -> bytes:
+        """The reply document for one request; raises TransientDbError for HTTP 503."""
+        reply = SchedulerReply(master_url=self.config.master_url, project_name=self.config.long_name)
+        try:
+            rpc = parse_request(body)
+        except (BadRequest, XmlError) as exc:
+            log.warning("%s from %s: %s", EVENT_RPC_REFUSED, remote_addr, exc)
+            reply.message(f"The project could not read your client's request: {exc}", "high")
+            reply.request_delay = BAD_REQUEST_DELAY
+            return reply.render()
+        if (self.config.project_dir / STOP_SCHED_TRIGGER).exists():
+            reply.project_is_down = True
+            reply.request_delay = PROJECT_DOWN_DELAY
+            return reply.render()
+        try:
+            self._serve_with_retries(rpc, reply, remote_addr)
+        except AuthError as exc:
+            log.warning("%s from %s: %s", EVENT_RPC_REFUSED, remote_addr, exc)
+            reply.message(f"Invalid or missing account key ({exc}). Detach and re-attach to this project.",
+                          "high")
+            reply.request_delay = BAD_ACCOUNT_DELAY
+        return reply.render()
+
+    def _serve_with_retries(self, rpc: SchedulerRequest, reply: SchedulerReply, remote_addr: str) -> None:
+        """Deadlocks and lost connections are retried: every step is safe to repeat (reports
+        already stored are acked again, claims are one transaction, the host is found again)."""
+        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+            db = self.databases.get()
+            try:
+                self._serve(db, rpc, reply, remote_addr)
+                return
+            except TransientDbError as exc:
+                db.close()
+                if attempt == TRANSIENT_ATTEMPTS:
+                    raise
+                log.info("retrying a scheduler rpc after: %s", exc, exc_info=True)
+                reply.jobs, reply.acks = [], []
+
+    def _serve(self, db: Database, rpc: SchedulerRequest, reply: SchedulerReply, remote_addr: str) -> None:
+        started = time.monotonic()
+        caller = authenticate(db, rpc, remote_addr)
+        reply.user, reply.host = caller.user, caller.host
+        if caller.new_host:
+            reply.new_hostid = caller.host["id"]
+        if not rpc.has_code_sign_key:
+            reply.code_sign_key = self.code_sign_key
+        reply.global_prefs = self._prefs_to_send(caller, rpc)
+        reply.team_name = self._team_name(db, caller.user)
+        reply.acks = store_reports(db, rpc.results, caller.host, caller.user)
+        reply.next_rpc_delay = self.steering.next_rpc_delay(self.active_hosts.count(db))
+        self._send(db, rpc, caller, reply)
+        log.info("%s: host %d, %d reported, %d sent, %.1f ms", EVENT_RPC, caller.host["id"], len(reply.acks),
+                 len(reply.jobs), (time.monotonic() - started) * 1000)
+
+    def _send(self, db: Database, rpc: SchedulerRequest, caller: Caller, reply: SchedulerReply) -> None:
+        if not rpc.wants_work:
+            return
+        if not self.catalog.app_ids(db, rpc.platforms):
+            reply.message(f"This project has no apps for your computer's platform "
+                          f"({', '.join(rpc.platforms) or 'none given'}).", "high")
+            return
+        wanted = jobs_wanted(rpc, caller.host, in_progress_count(db, caller.host["id"]), self.limits,
+                             self.typical_fpops_est)
+        reply.jobs = send_work(db, self.catalog, rpc, caller.host, caller.user, wanted, self.limits)
+        if wanted and not reply.jobs:
+            reply.message("No tasks are available right now.")
+
+    def _prefs_to_send(self, caller: Caller, rpc: SchedulerRequest) -> str | None:
+        """The account's global preferences, if newer than the ones the client works with."""
+        prefs = caller.user["global_prefs"]
+        if not prefs:
+            return None
+        match = _MOD_TIME.search(prefs)
+        if match is None or float(match.group(1)) <= rpc.prefs_mod_time:
+            return None
+        try:
+            parse_xml(prefs, "global preferences")
+        except XmlError:
+            return None
+        return prefs.decode() if isinstance(prefs, bytes) else prefs
+
+    def _team_name(self, db: Database, user: dict) -> str:
+        if not user["teamid"]:
+            return ""
+        return db.scalar("select name from team where id = %s", (user["teamid"],)) or ""
+
+
+def create_blueprint(config: ProjectConfig, databases: ThreadDatabases) -> Blueprint:
+    scheduler = Scheduler(config, databases)
+    blueprint = Blueprint("scheduler", __name__)
+
+    @blueprint.route(urlsplit(scheduler_url(config)).path, methods=["POST"])
+    def scheduler_rpc():
+        length = request.content_length
+        if length is not None and length > MAX_REQUEST_BYTES:
+            return Response(f"request over {MAX_REQUEST_BYTES} bytes\n", status=413, mimetype="text/plain")
+        body = request.stream.read(MAX_REQUEST_BYTES + 1)
+        try:
+            reply = scheduler.handle(body, request.remote_addr or "")
+        except TransientDbError as exc:
+            log.warning("%s: database unavailable: %s", EVENT_RPC_REFUSED, exc)
+            databases.get().close()
+            return Response("database unavailable, try later\n", status=503, mimetype="text/plain")
+        return Response(reply, mimetype="text/xml")
+
+    return blueprint

@@ -1,0 +1,75 @@
+"""`boinc-ext server DIR` / `python -m boinc_ext.server`: the embedded server under waitress.
+
+It listens on the host and port of the project's master URL. Like the daemons, it stops on
+SIGTERM/SIGINT/SIGHUP or when the project's stop_daemons file appears, so `boinc-ext
+stop` (or stock bin/stop) stops it with the rest.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from urllib.parse import urlsplit
+
+from waitress import create_server
+
+from ..config import ConfigError, ProjectConfig, find_project_dir
+from ..daemon import configure_logging
+from .app import create_app
+
+log = logging.getLogger("boinc_ext.server")
+
+EVENT_SERVING = "server listening"
+EVENT_SERVER_STOPPED = "server stopped"
+DEFAULT_THREADS = 8
+
+
+def listen_address(config: ProjectConfig) -> tuple[str, int]:
+    parts = urlsplit(config.master_url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def serve(config: ProjectConfig, threads: int = DEFAULT_THREADS, port: int | None = None) -> int:
+    host, url_port = listen_address(config)
+    app = create_app(config)
+    server = create_server(app, host=host, port=port or url_port, threads=threads,
+                           connection_limit=1000, channel_timeout=120, ident="boinc-ext")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    thread = threading.Thread(target=server.run, name="waitress", daemon=True)
+    thread.start()
+    log.info("%s on http://%s:%d/ (project %s)", EVENT_SERVING, host, port or url_port, config.project_dir)
+    try:
+        while not stop.wait(1.0):
+            if config.stop_daemons_path.exists():
+                log.info("stop_daemons file present: stopping")
+                break
+    finally:
+        server.close()
+        server.task_dispatcher.shutdown()
+        app.extensions["boinc_ext.databases"].close_all()
+        log.info("%s", EVENT_SERVER_STOPPED)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ext_server", description=__doc__.splitlines()[0])
+    parser.add_argument("--project_dir", "--project-dir", help="the project (default: BOINC's lookup)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS)
+    parser.add_argument("--port", type=int, help="listen here instead of the master URL's port")
+    parser.add_argument("-d", type=int, default=2, choices=(1, 2, 3, 4), dest="debug_level")
+    args = parser.parse_args(argv)
+    configure_logging("ext_server", args.debug_level)
+    try:
+        config = ProjectConfig.load(find_project_dir(args.project_dir))
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 1
+    return serve(config, threads=args.threads, port=args.port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_project_commands(commands)
     _add_create_work(commands)
     _add_daemon_commands(commands)
+    _add_server_command(commands)
     demo = commands.add_parser("demo", help="the main job: a local BOINC project running real jobs")
     demo.add_argument("--dir", type=Path, default=Path("demo-run"), help="where the demo lives")
     demo.set_defaults(handler=_cmd_demo)
@@ -285,6 +286,20 @@ def _cmd_status(args) -> int:
     for status in daemon_status(_project(args)):
         _print_daemon_line(status.name, status.state, status.pid)
     return 0
+
+
+# --- server -------------------------------------------------------------------------------
+def _add_server_command(commands) -> None:
+    server = commands.add_parser("server", help="serve the project to BOINC clients (embedded server)")
+    server.add_argument("dir", type=Path, nargs="?", help="project dir (default: $BOINC_PROJECT_DIR, . or ..)")
+    server.add_argument("--threads", type=int, default=8, help="request threads (default 8)")
+    server.add_argument("--port", type=int, help="listen on this port instead of the master URL's")
+    server.set_defaults(handler=_cmd_server, command="server")
+
+
+def _cmd_server(args) -> int:
+    from .server.serve import serve
+    return serve(_project(args), threads=args.threads, port=args.port)
 
 
 # --- demo ---------------------------------------------------------------------------------

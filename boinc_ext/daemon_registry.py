@@ -26,6 +26,7 @@ class DaemonKind:
 DAEMON_KINDS: tuple[DaemonKind, ...] = (
     DaemonKind("ext_file_deleter", "boinc_ext.file_deleter", stock_has_own=True),
     DaemonKind("ext_transitioner", "boinc_ext.server.transitioner", stock_has_own=True),
+    DaemonKind("ext_server", "boinc_ext.server", stock_has_own=True),   # scheduler, uploads, downloads
 )
 
 

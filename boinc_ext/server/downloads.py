@@ -43,7 +43,7 @@ def create_blueprint(config: ProjectConfig) -> Blueprint:
     base = path_of(config.download_url, "download_url").rstrip("/")
     blueprint = Blueprint("boinc_downloads", __name__)
 
-    @blueprint.get(f"{base}/<path:relative>")
+    @blueprint.get(f"{base}/<path:relative>", merge_slashes=False)
     def download(relative: str) -> Response:
         path = resolve_download(root, relative)
         if path is None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .config import ConfigError
 from .db import DbError
+from .jobs.cli import add_job_commands
 from .xmlutil import XmlError
 
 log = logging.getLogger("boinc_ext.cli")
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_project_commands(commands)
     _add_create_work(commands)
     _add_daemon_commands(commands)
+    add_job_commands(commands)
     _add_server_command(commands)
     demo = commands.add_parser("demo", help="the main job: a local BOINC project running real jobs")
     demo.add_argument("--dir", type=Path, default=Path("demo-run"), help="where the demo lives")

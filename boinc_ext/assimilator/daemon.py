@@ -1,0 +1,144 @@
+"""Assimilator: what stock BOINC's sched/assimilator does, with a handler per app.
+
+Workunits with assimilate_state READY (of --app, or of every app with a handler) are
+handled one per transaction, holding the workunit's row lock: load its results, find the
+canonical result (none and no error bits: error_mask 32), run the app's handler, then set
+assimilate_state DONE and transition_time = now so the transitioner moves on to file
+deletion. A handler that defers leaves assimilate_state INIT instead (stock
+DEFER_ASSIMILATION); any other handler error stops the daemon, as stock does, with the
+workunit's transaction rolled back.
+
+    python -m boinc_ext.assimilator [--app NAME] [--one_pass] [--one_pass_N_WU N] [--mod N R]
+                                    [--sleep_interval S] [-d N] [--dont_update_db]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from typing import Any
+
+from ..daemon import Daemon, DaemonConfigError
+from ..states import ASSIMILATE_DONE, ASSIMILATE_INIT, ASSIMILATE_READY, WU_ERROR_NO_CANONICAL_RESULT
+from .context import AssimilationContext, AssimilationDeferred, Handler
+from .registry import HANDLERS
+
+WUS_PER_PASS = 1000  # as stock
+
+EVENT_ASSIMILATED = "assimilated"
+EVENT_DEFERRED = "assimilation deferred"
+EVENT_NO_CANONICAL = "no canonical result: error_mask 32"
+EVENT_HANDLER_FAILED = "handler failed"
+EVENT_DRY_RUN = "handled; database left unchanged (--dont_update_db)"
+
+_WU_COLUMNS = ("id, name, appid, error_mask, canonical_resultid, assimilate_state, batch, opaque, "
+               "min_quorum, target_nresults, result_template_file")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number of at least 1")
+    return value
+
+
+class _DryRun(Exception):
+    """Rolls back a --dont_update_db workunit's transaction."""
+
+
+class Assimilator(Daemon):
+    name = "ext_assimilator"
+    default_sleep_interval = 10.0
+
+    def __init__(self, *args, handlers: dict[str, Handler] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.handlers = dict(HANDLERS if handlers is None else handlers)
+        self.max_wus: int | None = self.options.extra.get("one_pass_N_WU")
+        if self.max_wus:
+            self.options = dataclasses.replace(self.options, one_pass=True)
+        self.update_db = not self.options.extra.get("dont_update_db", False)
+        self._apps: dict[int, str] | None = None
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--one_pass_N_WU", type=_positive_int, metavar="N",
+                            help="handle at most N workunits, then exit")
+        parser.add_argument("--dont_update_db", action="store_true",
+                            help="run the handlers but change nothing in the database (testing)")
+
+    def do_pass(self) -> bool:
+        apps = self._handled_apps()
+        with self.db.transaction():
+            rows = self.db.query(
+                f"select id from workunit where assimilate_state = %s "
+                f"and appid in ({', '.join(str(int(i)) for i in apps)}){self.mod_clause()} "
+                f"order by id limit %s", (ASSIMILATE_READY, self.max_wus or WUS_PER_PASS))
+        did_work = False
+        for row in rows:
+            if self.should_stop():
+                break
+            did_work |= self.assimilate(row["id"])
+        return did_work
+
+    def assimilate(self, wu_id: int) -> bool:
+        """One workunit in one transaction; True if its state changed."""
+        now = int(time.time())
+        try:
+            with self.db.transaction():
+                wu = self.db.query_one(f"select {_WU_COLUMNS} from workunit where id = %s "
+                                       f"and assimilate_state = %s for update", (wu_id, ASSIMILATE_READY))
+                if wu is None:
+                    return False
+                log = self.item_log("WU", wu_id, wu["name"])
+                new_state = self._handle(wu, now, log)
+                self.db.execute("update workunit set assimilate_state = %s, transition_time = %s where id = %s",
+                                (new_state, now, wu_id))
+                if not self.update_db:
+                    raise _DryRun
+        except _DryRun:
+            log.info("%s", EVENT_DRY_RUN)
+            return False
+        log.info("%s", EVENT_ASSIMILATED if new_state == ASSIMILATE_DONE else EVENT_DEFERRED)
+        return True
+
+    def _handle(self, wu: dict[str, Any], now: int, log) -> int:
+        """Runs the app's handler; returns the workunit's new assimilate_state."""
+        results = self.db.query("select * from result where workunitid = %s order by id", (wu["id"],))
+        canonical = next((r for r in results if wu["canonical_resultid"] and r["id"] == wu["canonical_resultid"]),
+                         None)
+        if canonical is None and not wu["error_mask"]:
+            wu["error_mask"] = WU_ERROR_NO_CANONICAL_RESULT
+            self.db.execute("update workunit set error_mask = %s where id = %s", (wu["error_mask"], wu["id"]))
+            log.error("%s", EVENT_NO_CANONICAL)
+        app_name = self._handled_apps()[wu["appid"]]
+        context = AssimilationContext(self.config, self.db, app_name, wu, results, canonical, now, log)
+        try:
+            self.handlers[app_name](context)
+        except AssimilationDeferred as exc:
+            log.warning("%s: %s", EVENT_DEFERRED, exc)
+            return ASSIMILATE_INIT
+        except Exception as exc:
+            log.error("%s: %s: %s", EVENT_HANDLER_FAILED, type(exc).__name__, exc)
+            raise
+        return ASSIMILATE_DONE
+
+    def _handled_apps(self) -> dict[int, str]:
+        """{app id: app name} of the apps this daemon assimilates."""
+        if self._apps is None:
+            names = [self.options.app] if self.options.app else sorted(self.handlers)
+            for name in names:
+                if name not in self.handlers:
+                    raise DaemonConfigError(f"--app {name}: no assimilation handler for it "
+                                            f"(handlers exist for: {', '.join(sorted(self.handlers))})")
+            placeholders = ", ".join(["%s"] * len(names))
+            with self.db.transaction():
+                rows = self.db.query(f"select id, name from app where name in ({placeholders})", names)
+            if self.options.app and not rows:
+                raise DaemonConfigError(f"--app {self.options.app}: no such app in the database")
+            if not rows:
+                raise DaemonConfigError(f"none of the apps with handlers ({', '.join(names)}) is in the database")
+            self._apps = {row["id"]: row["name"] for row in rows}
+        return self._apps

@@ -1,0 +1,87 @@
+"""A job's status for users: its state, its workunit's results, its times and its error."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import ProjectConfig
+from ..db import Database
+from ..states import (OUTCOME_CLIENT_DETACHED, OUTCOME_CLIENT_ERROR, OUTCOME_COULDNT_SEND, OUTCOME_NO_REPLY,
+                      OUTCOME_SUCCESS, OUTCOME_VALIDATE_ERROR, SERVER_STATE_INACTIVE, SERVER_STATE_IN_PROGRESS,
+                      SERVER_STATE_OVER, SERVER_STATE_UNSENT, VALIDATE_STATE_VALID)
+from . import store
+from .model import UnknownJobError
+
+_ERROR_OUTCOMES = (OUTCOME_CLIENT_ERROR, OUTCOME_VALIDATE_ERROR)
+_LOST_OUTCOMES = (OUTCOME_NO_REPLY, OUTCOME_CLIENT_DETACHED, OUTCOME_COULDNT_SEND)
+
+
+@dataclass(frozen=True)
+class ResultCounts:
+    """The job's BOINC results (replicas) by what happened to them."""
+
+    unsent: int = 0
+    in_progress: int = 0
+    success: int = 0       # returned without error (valid or not yet judged)
+    error: int = 0         # the script or the client failed, or the output did not validate
+    lost: int = 0          # never came back (deadline passed, host detached, couldn't send)
+    valid: int = 0         # among success: agreed with the quorum
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    id: int
+    name: str
+    kind: str
+    state: str
+    userid: int
+    replication: int
+    deadline: int
+    seed: int
+    create_time: int
+    start_time: int         # when its workunit was created; 0 before
+    finish_time: int
+    workunit_id: int
+    workunit_name: str | None
+    results: ResultCounts = field(default_factory=ResultCounts)
+    inputs: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def job_status(config: ProjectConfig, db: Database, job_id: int) -> JobStatus:
+    """Raises UnknownJobError for an id that names no job."""
+    with db.transaction():  # one consistent snapshot of the job and its results
+        job = store.load_job(db, job_id)
+        if job is None:
+            raise UnknownJobError(f"no job with id {job_id}")
+        files = store.job_files(db, job_id)
+        wu = None
+        results: list[dict] = []
+        if job.workunitid:
+            wu = db.query_one("select name, create_time from workunit where id = %s", (job.workunitid,))
+            results = db.query("select server_state, outcome, validate_state from result "
+                               "where workunitid = %s", (job.workunitid,))
+    return JobStatus(
+        id=job.id, name=job.name, kind=job.kind, state=job.state, userid=job.userid,
+        replication=job.replication, deadline=job.delay_bound, seed=job.seed, create_time=job.create_time,
+        start_time=wu["create_time"] if wu else 0, finish_time=job.finish_time, workunit_id=job.workunitid,
+        workunit_name=wu["name"] if wu else None, results=count_results(results),
+        inputs=tuple(f.logical_name for f in files), error=job.error_msg)
+
+
+def count_results(rows: list[dict]) -> ResultCounts:
+    counts = dict.fromkeys(("unsent", "in_progress", "success", "error", "lost", "valid"), 0)
+    for row in rows:
+        state, outcome = row["server_state"], row["outcome"]
+        if state in (SERVER_STATE_UNSENT, SERVER_STATE_INACTIVE):
+            counts["unsent"] += 1
+        elif state == SERVER_STATE_IN_PROGRESS:
+            counts["in_progress"] += 1
+        elif state == SERVER_STATE_OVER:
+            if outcome == OUTCOME_SUCCESS:
+                counts["success"] += 1
+                counts["valid"] += row["validate_state"] == VALIDATE_STATE_VALID
+            elif outcome in _ERROR_OUTCOMES:
+                counts["error"] += 1
+            elif outcome in _LOST_OUTCOMES:
+                counts["lost"] += 1
+    return ResultCounts(**counts)

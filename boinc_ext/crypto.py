@@ -368,8 +368,14 @@ def sign_md5(md5_hex: str, key: PrivateKey) -> str:
     """Signature text over an md5 hex string (what sign_executable prints)."""
     _check_md5_hex(md5_hex)
     block = int.from_bytes(_type1_block(md5_hex.encode("ascii")), "big")
-    signature = pow(block, key.d, key.n)
-    return format_signature(_int_to_field(signature, MODULUS_LEN))
+    return format_signature(_int_to_field(_private_op(block, key), MODULUS_LEN))
+
+
+def _private_op(block: int, key: PrivateKey) -> int:
+    """block^d mod n through the CRT values (about 3x faster than pow(block, d, n))."""
+    m1 = pow(block, key.dmp1, key.p)
+    m2 = pow(block, key.dmq1, key.q)
+    return m2 + (key.iqmp * (m1 - m2) % key.p) * key.q
 
 
 def sign_file(path: str | os.PathLike, key: PrivateKey) -> str:

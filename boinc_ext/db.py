@@ -141,6 +141,9 @@ def _raise_if_failed(pending: list) -> None:
             raise future.exception()
 
 
+SMALL_INSERT_ROWS = 64   # below this a sender thread costs more than it overlaps
+
+
 class Database:
     """One connection. Statements outside `transaction()` commit at once (as in BOINC's own
     daemons), so a long-lived connection never reads from a stale snapshot.
@@ -232,6 +235,10 @@ class Database:
         inserts unless innodb_autoinc_lock_mode is 2; then the caller must look ids up.
         """
         prefix = insert_prefix.encode() + b" values "
+        if isinstance(rows, (list, tuple)) and len(rows) <= SMALL_INSERT_ROWS:
+            literals = [row if isinstance(row, bytes) else b"(" + b",".join(map(literal_of, row)) + b")"
+                        for row in rows]
+            return list(self._run_insert(prefix, literals)) if literals else []
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="db-insert") as sender:
             pending: list[concurrent.futures.Future] = []
             chunk: list[bytes] = []

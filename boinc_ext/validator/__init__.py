@@ -1,0 +1,1 @@
+"""The validator daemon (daemon.py) and its output-comparison policies (policy.py)."""

@@ -1,0 +1,167 @@
+"""What a validated or invalid result changes outside its own row (stock validator's
+is_valid/is_invalid and credit.cpp grant_credit): host avg_turnaround and credit, the
+host's user's and team's credit, the host_app_version reliability counters, and the
+credited_job table.
+
+Rows are read `for update` in a fixed order (host, host_app_version, user, team; each by
+id), changed in memory (a host with two valid results in one workunit is read once and
+written once), then written with one statement per table, all inside the workunit's
+transaction.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .credit import update_average
+from .row_updates import update_rows
+
+_HOST_COLUMNS = "id, userid, total_credit, expavg_credit, expavg_time, avg_turnaround"
+_CREDIT_COLUMNS = "id, teamid, total_credit, expavg_credit, expavg_time"
+_HAV_COLUMNS = "host_id, app_version_id, max_jobs_per_day, consecutive_valid"
+_HAV_ZEROED = ("pfc_n", "pfc_avg", "et_n", "et_avg", "et_var", "et_q", "max_jobs_per_day",
+               "n_jobs_today", "turnaround_n", "turnaround_avg", "turnaround_var", "turnaround_q",
+               "consecutive_valid")
+
+
+def generalized_app_version_id(app_version_id: int, appid: int) -> int:
+    """host_app_version's key: anonymous-platform versions (negative ids) map per app."""
+    return appid * 1000000 - app_version_id if app_version_id < 0 else app_version_id
+
+
+@dataclass(frozen=True)
+class BookkeepingSettings:
+    daily_result_quota: int = 0
+    update_credited_job: bool = False
+
+
+class Bookkeeping:
+    """Applies one workunit's newly valid and invalid results; `notes` says what it skipped."""
+
+    def __init__(self, db, settings: BookkeepingSettings, now: float, wu: Mapping[str, Any],
+                 unreplicated: bool):
+        self.db = db
+        self.settings = settings
+        self.now = now
+        self.wu = wu
+        self.unreplicated = unreplicated  # stock: only replicated jobs build consecutive_valid
+        self.notes: list[str] = []
+        self._changed: dict[str, dict[Any, dict[str, Any]]] = {"host": {}, "hav": {}, "user": {}, "team": {}}
+
+    def apply(self, valid: Sequence[tuple[Mapping[str, Any], float]], invalid: Sequence[Mapping[str, Any]]) -> None:
+        hosts = self._lock_hosts({r["hostid"] for r, _ in valid if r["hostid"]})
+        havs = self._lock_havs({_hav_key(r) for r in [r for r, _ in valid] + list(invalid) if r["hostid"]})
+        credited_hosts = [hosts[r["hostid"]] for r, credit in valid if credit > 0 and r["hostid"] in hosts]
+        users = self._lock_credit_rows("user", {h["userid"] for h in credited_hosts if h["userid"]})
+        teams = self._lock_credit_rows("team", {u["teamid"] for u in users.values() if u["teamid"]})
+        credited_jobs = []
+        for result, credit in valid:
+            host = hosts.get(result["hostid"])
+            if host is None:
+                self.notes.append(f"result {result['name']}: host #{result['hostid']} not found; "
+                                  f"no host bookkeeping or credit")
+                continue
+            self._valid_host(host, result)
+            self._valid_hav(havs[_hav_key(result)])
+            if credit > 0:
+                self._grant(host, users, teams, result, credit)
+            if self.settings.update_credited_job:
+                credited_jobs.append((host["userid"], int(self.wu["opaque"])))
+        for result in invalid:
+            if result["hostid"]:
+                self._invalid_hav(havs[_hav_key(result)])
+        self._write(credited_jobs)
+
+    # --- locking reads --------------------------------------------------------------------------
+    def _lock_hosts(self, ids: set[int]) -> dict[int, dict[str, Any]]:
+        return self._lock_by_id("host", _HOST_COLUMNS, ids)
+
+    def _lock_credit_rows(self, table: str, ids: set[int]) -> dict[int, dict[str, Any]]:
+        columns = _CREDIT_COLUMNS if table == "user" else _CREDIT_COLUMNS.replace("teamid", "0 as teamid")
+        rows = self._lock_by_id(table, columns, ids)
+        for missing in ids - rows.keys():
+            self.notes.append(f"{table} #{missing} not found; no credit for it")
+        return rows
+
+    def _lock_by_id(self, table: str, columns: str, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        ids = sorted(ids)
+        if not ids:
+            return {}
+        marks = ", ".join(["%s"] * len(ids))
+        rows = self.db.query(f"select {columns} from `{table}` where id in ({marks}) order by id for update", ids)
+        return {row["id"]: row for row in rows}
+
+    def _lock_havs(self, keys: set[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
+        """The host_app_version rows, created (zeroed, as stock does) where missing."""
+        keys_sorted = sorted(keys)
+        havs = self._select_havs(keys_sorted)
+        missing = [k for k in keys_sorted if k not in havs]
+        if missing:
+            columns = ", ".join(("host_id", "app_version_id") + _HAV_ZEROED)
+            self.db.executemany(f"insert ignore into host_app_version ({columns}) values "
+                                f"({', '.join(['%s'] * (2 + len(_HAV_ZEROED)))})",
+                                [k + (0,) * len(_HAV_ZEROED) for k in missing])
+            havs.update(self._select_havs(missing))
+        return havs
+
+    def _select_havs(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
+        if not keys:
+            return {}
+        where = " or ".join(["(host_id = %s and app_version_id = %s)"] * len(keys))
+        rows = self.db.query(f"select {_HAV_COLUMNS} from host_app_version where {where} "
+                             f"order by host_id, app_version_id for update", [v for k in keys for v in k])
+        return {(row["host_id"], row["app_version_id"]): row for row in rows}
+
+    # --- changes in memory ----------------------------------------------------------------------
+    def _valid_host(self, host: dict[str, Any], result: Mapping[str, Any]) -> None:
+        turnaround = result["received_time"] - result["sent_time"]
+        host["avg_turnaround"] = turnaround if host["avg_turnaround"] == 0 else (
+            0.7 * host["avg_turnaround"] + 0.3 * turnaround)
+        host.setdefault("credit", 0.0)
+        self._changed["host"][host["id"]] = host
+
+    def _valid_hav(self, hav: dict[str, Any]) -> None:
+        hav["max_jobs_per_day"] += 1
+        if not self.unreplicated:
+            hav["consecutive_valid"] += 1
+        self._changed["hav"][(hav["host_id"], hav["app_version_id"])] = hav
+
+    def _invalid_hav(self, hav: dict[str, Any]) -> None:
+        hav["consecutive_valid"] = 0
+        if hav["max_jobs_per_day"] > self.settings.daily_result_quota:
+            hav["max_jobs_per_day"] -= 1
+        self._changed["hav"][(hav["host_id"], hav["app_version_id"])] = hav
+
+    def _grant(self, host: dict[str, Any], users: Mapping[int, dict], teams: Mapping[int, dict],
+               result: Mapping[str, Any], credit: float) -> None:
+        """Credit to the host, its user and the user's team (not the result's own userid:
+        stock credits whoever owns the host now)."""
+        owners = [("host", host)]
+        user = users.get(host["userid"])
+        if user is not None:
+            owners.append(("user", user))
+            if user["teamid"] in teams:
+                owners.append(("team", teams[user["teamid"]]))
+        for table, row in owners:
+            row["expavg_credit"], row["expavg_time"] = update_average(
+                self.now, result["sent_time"], credit, row["expavg_credit"], row["expavg_time"])
+            row["credit"] = row.get("credit", 0.0) + credit
+            self._changed[table][row["id"]] = row
+
+    # --- writing --------------------------------------------------------------------------------
+    def _write(self, credited_jobs: list[tuple[int, int]]) -> None:
+        update_rows(self.db, "host", ("id",), list(self._changed["host"].values()),
+                    ("avg_turnaround", "expavg_credit", "expavg_time"), increments={"total_credit": "credit"})
+        update_rows(self.db, "host_app_version", ("host_id", "app_version_id"),
+                    list(self._changed["hav"].values()), ("max_jobs_per_day", "consecutive_valid"))
+        for table in ("user", "team"):
+            update_rows(self.db, f"`{table}`", ("id",), list(self._changed[table].values()),
+                        ("expavg_credit", "expavg_time"), increments={"total_credit": "credit"})
+        if credited_jobs:
+            self.db.executemany("insert ignore into credited_job (userid, workunitid) values (%s, %s)",
+                                sorted(set(credited_jobs)))
+
+
+def _hav_key(result: Mapping[str, Any]) -> tuple[int, int]:
+    return result["hostid"], generalized_app_version_id(result["app_version_id"], result["appid"])

@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from boinc_ext.app_versions import AppFile, add_app_version  # noqa: E402
 from boinc_ext.config import ProjectConfig  # noqa: E402
 from boinc_ext.daemon import DaemonOptions  # noqa: E402
 from boinc_ext.db import Database  # noqa: E402
@@ -73,9 +72,6 @@ def set_up(base: Path, n: int) -> tuple[MariaDBServer, ProjectConfig, float]:
                         "<max_wus_to_send>50</max_wus_to_send>\n    <max_wus_in_progress>100000</max_wus_in_progress>")
     (config.project_dir / "config.xml").write_text(text)
     config = ProjectConfig.load(config.project_dir)
-    app = base / "bench_app_1.00.sh"
-    app.write_text("#!/bin/sh\n# API_VERSION_7.20.0\n")
-    add_app_version(config, "r_job", "1.00", [AppFile(app, main_program=True)])
     (config.project_dir / "templates" / "b_in").write_text(IN_TEMPLATE)
     (config.project_dir / "templates" / "b_out").write_text(OUT_TEMPLATE)
     data = base / "input.txt"

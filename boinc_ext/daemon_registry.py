@@ -23,10 +23,17 @@ class DaemonKind:
     stock_has_own: bool = False  # a stock BOINC server already runs its own equivalent
 
 
+# Each pipeline daemon polls every second: its queries are single index lookups, and a
+# job's turnaround passes through four of them.
+_FAST = "-d 2 --sleep_interval 1"
+
 DAEMON_KINDS: tuple[DaemonKind, ...] = (
-    DaemonKind("ext_file_deleter", "boinc_ext.file_deleter", stock_has_own=True),
-    DaemonKind("ext_transitioner", "boinc_ext.server.transitioner", stock_has_own=True),
     DaemonKind("ext_server", "boinc_ext.server", stock_has_own=True),   # scheduler, uploads, downloads
+    DaemonKind("ext_work_generator", "boinc_ext.jobs.work_generator", args=_FAST),
+    DaemonKind("ext_transitioner", "boinc_ext.server.transitioner", args=_FAST, stock_has_own=True),
+    DaemonKind("ext_validator", "boinc_ext.validator", args=f"--app r_job --policy rds {_FAST}"),
+    DaemonKind("ext_assimilator", "boinc_ext.assimilator", args=f"--app r_job {_FAST}"),
+    DaemonKind("ext_file_deleter", "boinc_ext.file_deleter", stock_has_own=True),
 )
 
 

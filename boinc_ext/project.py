@@ -122,6 +122,7 @@ def create_project(spec: ProjectSpec, project_xml_path: Path = DEFAULT_PROJECT_X
             boinc_schema.create_boinc_tables(db)
             ext_schema.migrate(db)
             register(db, project_xml)
+        _install_apps(config)
     except BaseException:
         _drop_database(spec.db)
         (root / CONFIG_FILE).unlink(missing_ok=True)
@@ -151,7 +152,14 @@ def extend_existing_project(project_dir: Path, project_xml_path: Path = DEFAULT_
     _merge_project_xml(root / "project.xml", project_xml_path)
     for directory in (root / "templates", config.log_dir, config.pid_dir, config.tmp_dir):
         directory.mkdir(exist_ok=True)
-    return ProjectConfig.load(root)
+    config = ProjectConfig.load(root)
+    _install_apps(config)
+    return config
+
+
+def _install_apps(config: ProjectConfig) -> None:
+    from .r_job_app import install_r_job_app   # the wrapper build imports the app-version tools
+    install_r_job_app(config)
 
 
 def _lay_out_directories(root: Path) -> None:

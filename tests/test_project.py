@@ -28,7 +28,8 @@ def test_layout_config_and_keys(project):
     assert project.download_url == "http://127.0.0.1:8999/test/download"
     assert "file_upload_handler" in project.upload_url
     assert project.key_dir == root / "keys"
-    assert [d.program for d in project.daemons] == ["ext_file_deleter", "ext_transitioner"]
+    assert [d.program for d in project.daemons] == ["ext_server", "ext_work_generator", "ext_transitioner",
+                                                    "ext_validator", "ext_assimilator", "ext_file_deleter"]
     assert os.access(root / "bin" / "ext_file_deleter", os.X_OK)
     private = crypto.read_private_key(root / "keys" / "code_sign_private")
     assert crypto.read_public_key(root / "keys" / "code_sign_public") == private.public_key
@@ -100,7 +101,9 @@ def test_existing_stock_project_gets_only_our_additions(project, project_db):
 
     config = extend_existing_project(project.project_dir)
 
-    assert [d.program for d in config.daemons] == ["feeder", "file_deleter"]  # stock's own deleter kept
+    # stock's own deleter and transitioner kept; ours added where stock has none
+    assert [d.program for d in config.daemons] == ["feeder", "file_deleter", "ext_work_generator",
+                                                   "ext_validator", "ext_assimilator"]
     assert {r["name"] for r in project_db.query("select name from app")} == {"uc", "r_job", "mr_map",
                                                                              "mr_reduce"}
     assert project_db.scalar("select max(version) from ext_schema_version") >= 1
@@ -115,7 +118,7 @@ def test_existing_mode_refuses_a_non_boinc_database(project, project_db):
 
 
 # --- app versions ---------------------------------------------------------------------------
-def _app_file(tmp_path, name="r_job_1.00_x86_64-pc-linux-gnu.sh", body=b"#!/bin/sh\necho hi\n"):
+def _app_file(tmp_path, name="mr_map_1.00_x86_64-pc-linux-gnu.sh", body=b"#!/bin/sh\necho hi\n"):
     path = tmp_path / name
     path.write_bytes(body)
     os.chmod(path, 0o755)
@@ -124,9 +127,9 @@ def _app_file(tmp_path, name="r_job_1.00_x86_64-pc-linux-gnu.sh", body=b"#!/bin/
 
 def test_add_version_signs_and_describes_every_file(project, project_db, tmp_path):
     main = _app_file(tmp_path)
-    data = _app_file(tmp_path, "r_job_data_1.00.txt", b"data\n")
+    data = _app_file(tmp_path, "mr_map_data_1.00.txt", b"data\n")
     os.chmod(data, 0o644)
-    version_id = add_app_version(project, "r_job", "1.00", [AppFile(main), AppFile(data, "data.txt")],
+    version_id = add_app_version(project, "mr_map", "1.00", [AppFile(main), AppFile(data, "data.txt")],
                                  api_version="7.20.5")
     row = project_db.query_one("select * from app_version where id = %s", (version_id,))
     assert row["version_num"] == 100 and row["plan_class"] == ""
@@ -139,7 +142,7 @@ def test_add_version_signs_and_describes_every_file(project, project_db, tmp_pat
         assert int(info.findtext("nbytes")) == path.stat().st_size
     assert infos[0].find("executable") is not None and infos[1].find("executable") is None
     version = elements[-1]
-    assert version.findtext("app_name") == "r_job" and version.findtext("api_version") == "7.20.5"
+    assert version.findtext("app_name") == "mr_map" and version.findtext("api_version") == "7.20.5"
     refs = version.findall("file_ref")
     assert refs[0].find("main_program") is not None and refs[1].findtext("open_name") == "data.txt"
     # never indented: 7.20.5 tolerates it, newer clients do not
@@ -153,16 +156,16 @@ def test_add_version_bad_inputs(project, project_db, tmp_path):
     with pytest.raises(AppVersionError, match="unknown app"):
         add_app_version(project, "nope", "1.00", [AppFile(main)])
     with pytest.raises(AppVersionError, match="no such file"):
-        add_app_version(project, "r_job", "1.00", [AppFile(tmp_path / "missing")])
-    add_app_version(project, "r_job", "1.00", [AppFile(main)])
+        add_app_version(project, "mr_map", "1.00", [AppFile(tmp_path / "missing")])
+    add_app_version(project, "mr_map", "1.00", [AppFile(main)])
     with pytest.raises(AppVersionError, match="already installed"):
-        add_app_version(project, "r_job", "1.00", [AppFile(main)])
+        add_app_version(project, "mr_map", "1.00", [AppFile(main)])
     other = tmp_path / "other"
     other.mkdir()
     changed = _app_file(other, main.name, b"#!/bin/sh\necho changed\n")
     with pytest.raises(AppVersionError, match="immutable"):
-        add_app_version(project, "r_job", "1.01", [AppFile(changed)])
-    assert project_db.scalar("select count(*) from app_version") == 1
+        add_app_version(project, "mr_map", "1.01", [AppFile(changed)])
+    assert project_db.scalar("select count(*) from app_version where appid = (select id from app where name = 'mr_map')") == 1
 
 
 def test_version_numbers():

@@ -9,7 +9,6 @@ import pytest
 from flask import Flask
 
 from boinc_ext import crypto
-from boinc_ext.app_versions import AppFile, add_app_version
 from boinc_ext.boinc_schema import blank_row
 from boinc_ext.daemon import DaemonOptions
 from boinc_ext.server import scheduler as scheduler_module
@@ -42,11 +41,9 @@ def url(project):
 
 
 @pytest.fixture
-def app_version(project, tmp_path):
-    main = tmp_path / "r_job_wrapper_1.00.sh"
-    main.write_text("#!/bin/sh\n# API_VERSION_7.20.0\nexit 0\n")
-    main.chmod(0o755)
-    return add_app_version(project, "r_job", "1.00", [AppFile(main, main_program=True)])
+def app_version(project, project_db):
+    """project create installed the wrapper as r_job's app version."""
+    return project_db.scalar("select id from app_version")
 
 
 def make_user(db, email="vol@example.org", global_prefs=""):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,13 +17,12 @@ from urllib.parse import urlsplit
 from waitress import create_server
 
 from ..config import ConfigError, ProjectConfig, find_project_dir
-from ..daemon import configure_logging
+from ..daemon import EVENT_STARTED, EVENT_STOPPED, configure_logging
 from .app import create_app
 
 log = logging.getLogger("boinc_ext.server")
 
 EVENT_SERVING = "server listening"
-EVENT_SERVER_STOPPED = "server stopped"
 DEFAULT_THREADS = 8
 
 
@@ -41,7 +41,8 @@ def serve(config: ProjectConfig, threads: int = DEFAULT_THREADS, port: int | Non
         signal.signal(sig, lambda *_: stop.set())
     thread = threading.Thread(target=server.run, name="waitress", daemon=True)
     thread.start()
-    log.info("%s on http://%s:%d/ (project %s)", EVENT_SERVING, host, port or url_port, config.project_dir)
+    log.info("%s (pid %d, project %s)", EVENT_STARTED, os.getpid(), config.project_dir)
+    log.info("%s on http://%s:%d/", EVENT_SERVING, host, port or url_port)
     try:
         while not stop.wait(1.0):
             if config.stop_daemons_path.exists():
@@ -51,7 +52,7 @@ def serve(config: ProjectConfig, threads: int = DEFAULT_THREADS, port: int | Non
         server.close()
         server.task_dispatcher.shutdown()
         app.extensions["boinc_ext.databases"].close_all()
-        log.info("%s", EVENT_SERVER_STOPPED)
+        log.info("%s (exit 0)", EVENT_STOPPED)
     return 0
 
 

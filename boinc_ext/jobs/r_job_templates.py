@@ -55,7 +55,7 @@ def with_data_names(template: InputTemplate, data_names: Sequence[str]) -> Input
         raise TemplateError(f"r_job input template: needs {1 + len(data_names)} variable inputs "
                             f"(script.R and {len(data_names)} data files), has {len(positions)} file_refs")
     items = list(template.workunit_items)
-    for position, name in zip(positions[1:], data_names):
+    for position, name in zip(positions[1:], data_names, strict=True):
         items[position] = ("file_ref", replace(items[position][1], open_name=name))
     return replace(template, workunit_items=tuple(items))
 

@@ -34,11 +34,11 @@ def fetch_result(config: ProjectConfig, db: Database, job_id: int, out_dir: Path
                        f"from the job store ({result_path(config, job.id, RESULT_NAME)})")
     out_dir = Path(out_dir)
     targets = [out_dir / source.name for source in sources]
-    for source, target in zip(sources, targets):
+    for source, target in zip(sources, targets, strict=True):
         if target.exists() and not filecmp.cmp(source, target, shallow=False):
             raise JobError(f"{target}: exists with other content; choose another output directory")
     out_dir.mkdir(parents=True, exist_ok=True)
-    for source, target in zip(sources, targets):
+    for source, target in zip(sources, targets, strict=True):
         copy_atomically(source, target)
     log.info("[JOB#%d %s] result written to %s", job.id, job.name, out_dir)
     return targets

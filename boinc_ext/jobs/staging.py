@@ -54,7 +54,7 @@ class InputStaging:
 
     def _stage_one(self, item: JobInput, snapshots: Path) -> JobFile:
         snapshot = snapshots / f"{item.logical_name}.part"
-        md5, nbytes = copy_with_md5(item.source, snapshot)
+        md5, _ = copy_with_md5(item.source, snapshot)
         named = snapshot.rename(snapshots / physical_name(md5, item.logical_name))
         staged = self._stager.stage(named)
         return JobFile(item.role, item.logical_name, staged.name, staged.md5, staged.nbytes)

@@ -87,8 +87,8 @@ def mark_running(db: Database, job_id: int, workunit_id: int) -> bool:
 
 def mark_done(db: Database, job_id: int, workunit_id: int, now: int) -> bool:
     return db.execute(
-        f"update ext_job set state = %s, workunitid = %s, finish_time = %s, error_msg = NULL "
-        f"where id = %s and state in (%s, %s)",
+        "update ext_job set state = %s, workunitid = %s, finish_time = %s, error_msg = NULL "
+        "where id = %s and state in (%s, %s)",
         (STATE_DONE, workunit_id, now, job_id, *_OPEN_STATES)) > 0
 
 

@@ -85,6 +85,7 @@ class Assimilator(Daemon):
 
     def assimilate(self, wu_id: int) -> bool:
         """One workunit in one transaction; True if its state changed."""
+        apps = self._handled_apps()  # before the transaction: it runs its own
         now = int(time.time())
         try:
             with self.db.transaction():
@@ -93,7 +94,7 @@ class Assimilator(Daemon):
                 if wu is None:
                     return False
                 log = self.item_log("WU", wu_id, wu["name"])
-                new_state = self._handle(wu, now, log)
+                new_state = self._handle(wu, apps[wu["appid"]], now, log)
                 self.db.execute("update workunit set assimilate_state = %s, transition_time = %s where id = %s",
                                 (new_state, now, wu_id))
                 if not self.update_db:
@@ -104,7 +105,7 @@ class Assimilator(Daemon):
         log.info("%s", EVENT_ASSIMILATED if new_state == ASSIMILATE_DONE else EVENT_DEFERRED)
         return True
 
-    def _handle(self, wu: dict[str, Any], now: int, log) -> int:
+    def _handle(self, wu: dict[str, Any], app_name: str, now: int, log) -> int:
         """Runs the app's handler; returns the workunit's new assimilate_state."""
         results = self.db.query("select * from result where workunitid = %s order by id", (wu["id"],))
         canonical = next((r for r in results if wu["canonical_resultid"] and r["id"] == wu["canonical_resultid"]),
@@ -113,7 +114,6 @@ class Assimilator(Daemon):
             wu["error_mask"] = WU_ERROR_NO_CANONICAL_RESULT
             self.db.execute("update workunit set error_mask = %s where id = %s", (wu["error_mask"], wu["id"]))
             log.error("%s", EVENT_NO_CANONICAL)
-        app_name = self._handled_apps()[wu["appid"]]
         context = AssimilationContext(self.config, self.db, app_name, wu, results, canonical, now, log)
         try:
             self.handlers[app_name](context)

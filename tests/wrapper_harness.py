@@ -187,6 +187,7 @@ class FakeClient:
         """Starts the wrapper as the client does: fresh init data and shared memory."""
         assert self.process is None or self.process.poll() is not None, "task still running"
         self.stop_monitor()
+        self.statuses = []  # this run's reports only
         self.write_init_data()
         (self.slot / "boinc_mmap_file").write_bytes(bytes(8 * CHANNEL_SIZE))
         self._shm = SharedMemoryView(self.slot / "boinc_mmap_file")

@@ -56,7 +56,8 @@ class Lab:
         self.script = tmp_path / "job.R"
         self.script.write_text("x <- 1\n")
         self.app_version_id = self._insert("app_version", appid=self.creator.app_id, version_num=100,
-                                           platformid=1, create_time=int(time.time()), xml_doc="")
+                                           platformid=1, plan_class="validator_test", create_time=int(time.time()),
+                                           xml_doc="")
 
     # --- people and machines --------------------------------------------------------------------
     def _insert(self, table: str, **values) -> int:

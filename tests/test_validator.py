@@ -9,7 +9,9 @@ from types import MappingProxyType
 
 import pytest
 
+from boinc_ext import ext_schema
 from boinc_ext.daemon import EXIT_FAILED, EXIT_OK, DaemonOptions
+from boinc_ext.project_xml import ProjectXml, register
 from boinc_ext.states import (
     ASSIMILATE_READY, INT_MAX, OUTCOME_DIDNT_NEED, OUTCOME_SUCCESS, OUTCOME_VALIDATE_ERROR,
     SERVER_STATE_IN_PROGRESS, SERVER_STATE_OVER, VALIDATE_STATE_INCONCLUSIVE, VALIDATE_STATE_INIT,
@@ -20,6 +22,7 @@ from boinc_ext.validator.credit import CreditMode
 from boinc_ext.validator.daemon import Validator
 from boinc_ext.validator.decision import RETRY_DELAY
 
+from test_boinc_schema import needs_stock, stock_db  # noqa: F401 (a fixture)
 from validator_fixture import RUNTIME_CREDIT, Lab, subprocess_env, wait_for
 
 GOOD = {"result.rds": b"answer 42\n", "stdout.txt": b"took 3.1 s\n"}
@@ -373,3 +376,24 @@ def test_module_entry_point_and_usage_errors(project):
     out = subprocess.run(_daemon_command(project, "--one_pass", "--policy", "nosuch"),
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == EXIT_FAILED and "--policy nosuch" in out.stderr
+
+
+@needs_stock
+def test_on_a_database_made_from_stock_boinc_schema(stock_db, project, tmp_path):
+    """The same validation on tables made by stock BOINC's schema.sql and constraints.sql."""
+    ext_schema.migrate(stock_db)
+    register(stock_db, ProjectXml.load())
+    lab = Lab(project, stock_db, tmp_path)
+    team = lab.team()
+    hosts = [lab.host(lab.user(team)) for _ in range(3)]
+    wu_id = lab.workunit("stock", target_nresults=3, max_success_results=3)
+    lab.report("stock_0", hosts[0], GOOD)
+    lab.report("stock_1", hosts[1], WRONG)
+    lab.report("stock_2", hosts[2], GOOD)
+    assert lab.run(database=stock_db, update_credited_job=True) == EXIT_OK
+    assert states(lab, wu_id) == {"stock_0": (VALIDATE_STATE_VALID, OUTCOME_SUCCESS),
+                                  "stock_1": (VALIDATE_STATE_INVALID, OUTCOME_SUCCESS),
+                                  "stock_2": (VALIDATE_STATE_VALID, OUTCOME_SUCCESS)}
+    assert lab.row("team", team)["total_credit"] == pytest.approx(2 * RUNTIME_CREDIT)
+    assert lab.hav(hosts[1])["consecutive_valid"] == 0
+    assert stock_db.scalar("select count(*) from credited_job") == 2

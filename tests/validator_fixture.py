@@ -150,11 +150,12 @@ class Lab:
         return hier_path(ref.file_name, self.config.upload_dir, self.config.uldl_dir_fanout)
 
     # --- the daemon -----------------------------------------------------------------------------
-    def run(self, policy=None, **extra) -> int:
-        """One in-process pass of the validator for the app."""
+    def run(self, policy=None, database=None, **extra) -> int:
+        """One in-process pass of the validator for the app (on its own connection to the
+        project's database unless `database` is given)."""
         extra.setdefault("max_granted_credit", 200 * 1000 * 365.0)
         options = DaemonOptions(one_pass=True, app=APP, extra=MappingProxyType(extra))
-        return Validator(self.config, options, policy=policy).run()
+        return Validator(self.config, options, database, policy=policy).run()
 
 
 class SlowBitwisePolicy(BitwisePolicy):

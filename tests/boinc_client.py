@@ -6,7 +6,8 @@ their own, and `boinccmd` to drive it (client-interop/notes.md §1).
 
 The client talks only to 127.0.0.1: no info fetch, no reference-site contact, the network
 test URL is the test server. `stop()` (also run by the `with` block and at interpreter
-exit) sends SIGTERM, then SIGKILL to the client and its children after a timeout, by PID.
+exit) sends SIGTERM, then SIGKILL after a timeout, to the client and then to any task it
+left running, each by PID.
 """
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ class BoincClient:
         raise AssertionError("unreachable")
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """Ends the client (SIGTERM, then SIGKILL for it and its children); its exit code."""
+        """Ends the client (SIGTERM, then SIGKILL after `timeout`), then any of its tasks
+        still alive (the members of the session it leads); returns its exit code."""
         process, self.process = self.process, None
         atexit.unregister(self.stop)
         if process is None:
@@ -109,9 +111,9 @@ class BoincClient:
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
-                for pid in [*_descendants(process.pid), process.pid]:
-                    _kill(pid)
+                _kill(process.pid, signal.SIGKILL)
                 process.wait(timeout)
+        _end_session(process.pid, timeout)
         return process.returncode
 
     @property
@@ -133,7 +135,7 @@ class BoincClient:
         command = [self._boinccmd, "--host", f"127.0.0.1:{self.port}", "--passwd", self.password, *args]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                  cwd=self.directory, stdin=subprocess.DEVNULL)
+                                  stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
             raise BoincClientError(f"boinccmd {' '.join(args)}: no answer within {timeout} s; "
                                    f"output so far:\n{_text(exc.stdout)}{_text(exc.stderr)}\n"
@@ -234,28 +236,34 @@ def _text(output: str | bytes | None) -> str:
     return output.decode(errors="replace") if isinstance(output, bytes) else output
 
 
-def _descendants(pid: int) -> list[int]:
-    """PIDs of the process tree below `pid` (read from /proc), deepest last."""
-    children: dict[int, list[int]] = {}
+def _session_members(session_id: int) -> list[int]:
+    """PIDs of the live processes in a session (read from /proc)."""
+    members = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
-    found, queue = [], [pid]
-    while queue:
-        for child in children.get(queue.pop(), []):
-            found.append(child)
-            queue.append(child)
-    return found
+        if int(fields[3]) == session_id and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
 
 
-def _kill(pid: int) -> None:
+def _end_session(session_id: int, timeout: float) -> None:
+    """Tasks the client started live in its session (it never calls setsid for them)."""
+    for pid in _session_members(session_id):
+        _kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _session_members(session_id) and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL)
+    for pid in _session_members(session_id):
+        _kill(pid, signal.SIGKILL)
+
+
+def _kill(pid: int, sig: int) -> None:
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, sig)
     except ProcessLookupError:
         pass

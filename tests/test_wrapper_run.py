@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from wrapper import events
+from wrapper.finish import slot_lock
 from wrapper_harness import make_client, r_identical, r_value, requires_r, wrapper_pyz  # noqa: F401
 
 pytestmark = requires_r
@@ -155,3 +156,27 @@ def test_warnings_and_messages_go_to_stderr_not_stdout(make_client):
     assert "note to self" in stderr
     assert "Warning at script.R expression 2 (line 2): NAs introduced by coercion" in stderr
     assert client.output("stdout.txt").read_text() == '[1] "out"\n'
+
+
+def test_r_killed_by_a_signal_is_a_temporary_exit_until_it_recurs_too_often(make_client):
+    client = make_client()
+    client.add_script("x <- 1\ntools::pskill(Sys.getpid(), tools::SIGKILL)\nx\n")
+
+    assert client.run("--seed", "1") == 0
+
+    assert client.slot.joinpath("boinc_temporary_exit").read_text().startswith("60\nR was killed by signal 9")
+    assert not client.finish_file.exists()
+    assert events.TEMPORARY_EXIT in client.stderr_text()
+
+    (client.slot / ".r_job" / "temporary_exits").write_text("5\n")
+    assert client.run("--seed", "1") == 1
+    assert "giving up" in client.stderr_text()
+
+
+def test_busy_slot_is_a_temporary_exit(make_client):
+    client = make_client()
+    client.add_script("1\n")
+    with slot_lock(client.slot):  # as if an earlier instance still ran here
+        assert client.run("--seed", "1") == 0
+    assert client.slot.joinpath("boinc_temporary_exit").exists()
+    assert not client.finish_file.exists()

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from . import events
+from .errors import BadSlot
 from .init_data import InitData
 from .shmem import APP_STATUS, HEARTBEAT, MMAP_FILE, PROCESS_CONTROL_REQUEST, SharedMemory
 
@@ -46,6 +47,8 @@ class ClientSession:
     standalone = False
 
     def __init__(self, init: InitData, slot: Path, clock=time.monotonic):
+        if not (slot / MMAP_FILE).is_file():
+            raise BadSlot(f"no {MMAP_FILE} in {slot}: the app version needs <api_version> 6.0 or later")
         self._init = init
         self._shmem = SharedMemory(slot / MMAP_FILE)
         self._clock = clock

@@ -53,19 +53,15 @@ def run_task(slot: Path, argv: list[str]) -> int:
         init = load_init_data(slot)
         options = parse_job_options(argv, init.wu_name if init else "")
         _log_start(slot, init, options)
-        with slot_lock(slot):
-            return _run_locked(SlotLayout.for_slot(slot), init, options)
+        layout = SlotLayout.for_slot(slot)
+        try:
+            with slot_lock(slot), _open_session(init, slot) as session:
+                return _run_in_session(layout, init or InitData(), options, session)
+        except (TransientError, OSError) as exc:
+            return _temporary_exit(layout, exc)
     except PermanentError as exc:
         log.error("%s: %s", events.FAILED, exc)
         return EXIT_FAILURE
-
-
-def _run_locked(layout: SlotLayout, init: InitData | None, options: JobOptions) -> int:
-    try:
-        with _open_session(init, layout.slot) as session:
-            return _run_in_session(layout, init or InitData(), options, session)
-    except (TransientError, OSError) as exc:
-        return _temporary_exit(layout, exc)
 
 
 def _run_in_session(layout: SlotLayout, init: InitData, options: JobOptions, session) -> int:

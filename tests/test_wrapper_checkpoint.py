@@ -183,3 +183,31 @@ def test_checkpoints_follow_the_clients_period(make_client):
     frequent.add_script("boinc_for(i, 1:3, Sys.sleep(0.1))\n1\n")
     assert frequent.run(*SEED, env=EVERY_CHANCE) == 0
     assert events.CHECKPOINT_SAVED in frequent.stderr_text()
+
+
+def test_restart_restores_attached_packages_options_and_working_directory(make_client):
+    script = """
+library(tools)
+options(digits = 3, r_job_test_option = "kept")
+dir.create("sub")
+setwd("sub")
+boinc_for(i, 1:12, {
+  cat(i, "\\n", file = "../iterations.log", append = TRUE)
+  Sys.sleep(0.25)
+})
+print(pi)
+list(tools = "package:tools" %in% search(), digits = getOption("digits"),
+     option = getOption("r_job_test_option"), wd = basename(getwd()),
+     ext = file_ext("a.csv"))
+"""
+    client = make_client("interrupted")
+    client.add_script(script)
+    quit_after(client, 5)
+
+    assert client.restart(*SEED, env=EVERY_CHANCE).wait(60) == 0
+    client.wait()
+
+    assert events.CHECKPOINT_RESTORED in client.stderr_text()
+    expected = 'list(tools = TRUE, digits = 3L, option = "kept", wd = "sub", ext = "csv")'
+    assert r_value(f'identical(readRDS("{client.output("result.rds")}"), {expected})') == "TRUE"
+    assert "[1] 3.14\n" in client.output("stdout.txt").read_text()

@@ -61,6 +61,7 @@ local({
     state <- list(format = CHECKPOINT_FORMAT, script_md5 = script_md5, seed = seed,
                   rng_kind = rng_kind, next_expr = next_expr, loops = loops,
                   progress = st$progress, stdout_size = file.size(stdout_path),
+                  session = session_state(),
                   globals = as.list(globalenv(), all.names = TRUE))
     tmp <- paste0(checkpoint_path, ".tmp")
     saved <- tryCatch({
@@ -83,6 +84,7 @@ local({
     if (!is.numeric(k) || length(k) != 1L || k < 1 || k > length(exprs)) return("bad expression index")
     if (!is.integer(state$loops) || any(state$loops < 1L)) return("bad loop positions")
     if (!is.list(state$globals)) return("no global environment")
+    if (!is.list(state$session) || !is.character(state$session$packages)) return("no session state")
     NULL
   }
 
@@ -94,6 +96,25 @@ local({
     notify("checkpoint_ignored", gsub("[\r\n]+", " ", problem))
     unlink(checkpoint_path)
     NULL
+  }
+
+  # What a script may change besides the global environment: attached packages, options
+  # and the working directory.
+  session_state <- function() {
+    current <- options()
+    changed <- names(current)[!vapply(names(current), function(n)
+      identical(current[[n]], baseline_options[[n]]), logical(1))]
+    list(packages = sub("^package:", "", grep("^package:", search(), value = TRUE)),
+         options = current[changed], wd = getwd())
+  }
+
+  restore_session <- function(session) {
+    for (package in rev(session$packages)) {
+      if (!paste0("package:", package) %in% search())
+        suppressPackageStartupMessages(library(package, character.only = TRUE))
+    }
+    if (length(session$options)) options(session$options)
+    if (dir.exists(session$wd)) setwd(session$wd)
   }
 
   restore_globals <- function(globals) {
@@ -176,6 +197,7 @@ local({
   api$boinc_progress <- boinc_progress
   api$boinc_for <- boinc_for
   attach(api, name = "r_job:api", warn.conflicts = FALSE)
+  baseline_options <- options()
 
   # ---- running the script --------------------------------------------------------------------
 
@@ -212,6 +234,10 @@ local({
   resumed <- !is.null(checkpoint)
   if (resumed) {
     restore_globals(checkpoint$globals)
+    tryCatch(restore_session(checkpoint$session), error = function(e) {
+      say("Error: cannot restore the session of the checkpoint: ", conditionMessage(e))
+      quit(save = "no", status = 1L)
+    })
     start <- as.integer(checkpoint$next_expr)
     if (length(checkpoint$loops)) {
       st$pending <- checkpoint$loops
@@ -237,7 +263,7 @@ local({
       st$pending_globals <- NULL
     }
   }
-  sink()
+  while (sink.number() > 0L) sink()
   close(out_con)
 
   tmp <- paste0(result_path, ".tmp")

@@ -253,13 +253,12 @@ def _session_members(session_id: int) -> list[int]:
 
 def _end_session(session_id: int, timeout: float) -> None:
     """Tasks the client started live in its session (it never calls setsid for them)."""
-    for pid in _session_members(session_id):
-        _kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _session_members(session_id) and time.monotonic() < deadline:
-        time.sleep(POLL_INTERVAL)
-    for pid in _session_members(session_id):
-        _kill(pid, signal.SIGKILL)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _session_members(session_id):
+            _kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while _session_members(session_id) and time.monotonic() < deadline:
+            time.sleep(POLL_INTERVAL / 4)
 
 
 def _kill(pid: int, sig: int) -> None:

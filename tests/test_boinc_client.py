@@ -43,6 +43,6 @@ def test_tasks_left_in_the_clients_session_are_ended(tmp_path):
     time.sleep(0.3)
     members = _session_members(leader.pid)
     assert leader.pid in members and len(members) >= 3
-    _end_session(leader.pid, timeout=2)
+    _end_session(leader.pid, timeout=1)
     leader.wait(5)
     assert _session_members(leader.pid) == []

@@ -400,3 +400,10 @@ def test_uploads_through_waitress_with_and_without_content_length(project, uploa
     assert stored(project, "chunk_out").read_bytes() == second
     liar_path = stored(project, "liar_out")  # waitress counts a chunked body before the app runs
     assert not liar_path.exists() or liar_path.stat().st_size == 0
+
+
+def test_a_name_cannot_forge_log_lines(client, upload_key, caplog):
+    caplog.set_level(logging.INFO, logger="boinc_ext.server.uploads")
+    post(client, upload_body("out\nupload complete: forged", b"x", upload_key))
+    post(client, size_query("out\nfile size query: forged"))
+    assert caplog.records and all("\n" not in record.getMessage() for record in caplog.records)

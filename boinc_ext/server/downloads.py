@@ -47,7 +47,7 @@ def create_blueprint(config: ProjectConfig) -> Blueprint:
     def download(relative: str) -> Response:
         path = resolve_download(root, relative)
         if path is None:
-            log.info("%s: %s", EVENT_NOT_FOUND, relative)
+            log.info("%s: %r", EVENT_NOT_FOUND, relative)
             abort(404)
         return send_file(path, mimetype=DOWNLOAD_MIMETYPE, conditional=True, etag=True)
 

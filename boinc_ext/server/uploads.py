@@ -96,16 +96,17 @@ class UploadHeader:
 
     @classmethod
     def parse(cls, text: str) -> "UploadHeader":
-        name = _element_text(text, "name")
-        if not name:
+        raw_name = _element_text(text, "name")
+        if not raw_name:
             raise PermanentUploadError("the request has no <name>")
+        name = check_upload_name(raw_name)  # before it appears in any message or log line
         nbytes = _number(text, "nbytes")
         if nbytes is None or nbytes < 0:
             raise PermanentUploadError(f"{name}: <nbytes> is missing or negative")
         offset = _number(text, "offset") or 0.0
         if offset < 0:
             raise PermanentUploadError(f"{name}: <offset> is negative")
-        return cls(name=check_upload_name(name), nbytes=int(nbytes), offset=int(offset),
+        return cls(name=name, nbytes=int(nbytes), offset=int(offset),
                    max_nbytes=_number(text, "max_nbytes"),
                    signature=_element_text(text, "xml_signature") or "")
 

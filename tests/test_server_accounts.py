@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -16,7 +17,7 @@ from boinc_ext.db import Database
 from boinc_ext.project import ProjectSpec, create_project
 from boinc_ext.server import accounts, user_accounts
 from boinc_ext.server.accounts import create_blueprint
-from boinc_ext.server.http_db import ThreadDatabases
+from boinc_ext.server.http_db import EVENT_RECONNECT, ThreadDatabases
 from boinc_ext.server.user_accounts import create_account, passwd_hash_of
 from boinc_ext.xmlutil import parse_xml
 
@@ -109,7 +110,8 @@ def test_project_config_shows_disabled_creation_and_stopped_scheduler(project):
 # --- create_account ---------------------------------------------------------------------
 
 
-def test_create_account_makes_a_complete_user_row(client, project_db):
+def test_create_account_makes_a_complete_user_row(client, project_db, caplog):
+    caplog.set_level(logging.INFO, logger="boinc_ext.server.accounts")
     root = rpc(client, "create_account.php", email_addr=EMAIL, passwd_hash=HASH, user_name="Alice")
     authenticator = root.findtext("authenticator")
     assert root.tag == "account_out" and re.fullmatch(r"[0-9a-f]{32}", authenticator)
@@ -119,6 +121,8 @@ def test_create_account_makes_a_complete_user_row(client, project_db):
     assert re.fullmatch(r"[0-9a-f]{32}", user["cross_project_id"])
     assert user["cross_project_id"] != authenticator
     assert user["create_time"] > 0 and user["teamid"] == 0 and user["total_credit"] == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{user_accounts.EVENT_ACCOUNT_CREATED}: user {user['id']} <alice@example.org>"]
 
 
 def test_create_account_again_with_the_same_password_returns_the_same_account(client, project_db):
@@ -312,7 +316,7 @@ def test_database_outage_gives_a_transient_error_and_the_server_keeps_serving(pr
     assert root.tag == "project_config" and root.findtext("master_url") == project.master_url
 
 
-def test_a_killed_connection_is_replaced(client, project, mariadb, alice):
+def test_a_killed_connection_is_replaced(client, project, mariadb, alice, caplog):
     assert rpc(client, "lookup_account.php", email_addr=EMAIL, passwd_hash=HASH).findtext("authenticator")
     with Database(mariadb.settings(project.db_name)) as admin:
         ids = [row["id"] for row in admin.query(
@@ -321,8 +325,10 @@ def test_a_killed_connection_is_replaced(client, project, mariadb, alice):
         assert ids
         for connection_id in ids:
             admin.execute(f"kill connection {int(connection_id)}")
+    caplog.set_level(logging.INFO, logger="boinc_ext.server.http_db")
     root = rpc(client, "lookup_account.php", email_addr=EMAIL, passwd_hash=HASH)
     assert root.findtext("authenticator") == alice
+    assert any(r.getMessage().startswith(EVENT_RECONNECT) for r in caplog.records)
 
 
 # --- a real BOINC client ----------------------------------------------------------------

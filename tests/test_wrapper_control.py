@@ -41,6 +41,7 @@ def test_suspend_stops_r_and_resume_continues_it(make_client):
     client.send_control("suspend")
     wait_for(lambda: process_state(pid) == "T", 5, "R to stop")
     assert not client.control_pending()  # taken off the channel at once
+    time.sleep(0.3)  # a status sent just before the suspend may still be on its way
     stopped_at = line_count(ticks)
     reports = len(client.statuses)
     time.sleep(1.5)

@@ -76,7 +76,7 @@ def _run_in_session(layout: SlotLayout, init: InitData, options: JobOptions, ses
         return confinement.wrap(_r_command(rscript, layout, inputs[SCRIPT_NAME], options, period,
                                            status_fd))
 
-    with RProcess(command, cwd=str(layout.work_dir), env=_r_environment(init)) as r:
+    with RProcess(command, cwd=str(layout.work_dir), env=_r_environment(init, confinement)) as r:
         log.info("%s (pid %d, checkpoint period %g s)", events.R_STARTED, r.pid, period)
         supervisor = Supervisor(r, session, wu_cpu_time=init.wu_cpu_time,
                                 confined=confinement.confined)
@@ -149,8 +149,10 @@ def _r_command(rscript: str, layout: SlotLayout, script: Path, options: JobOptio
             f"--checkpoint-period={period:g}", f"--status-file=/dev/fd/{status_fd}"]
 
 
-def _r_environment(init: InitData) -> dict[str, str]:
+def _r_environment(init: InitData, confinement: Confinement) -> dict[str, str]:
     env = dict(os.environ)
+    if confinement.confined:
+        env["TMPDIR"] = "/tmp"  # the sandbox's private tmpfs; anything else is read-only there
     threads = str(max(1, int(init.ncpus)))
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(name, threads)

@@ -1,96 +1,161 @@
 """`boinc-ext demo`: the main job.
 
-For now (the embedded server and the wrapper come next) it sets up everything a project
-needs on this machine: a private MariaDB, a project with keys, schema and apps, and a
-first workunit made through create_work. Then it stops what it started and says how to
-go on. Running it again reuses what is there.
+A private MariaDB, a project served by the embedded server with all its daemons, three real
+BOINC clients that create accounts and attach through the web RPCs, and a handful of real R
+jobs (a bootstrap, a Monte Carlo integral, a regression on a data file, a long loop with
+checkpoints), each run on two volunteers. It shows progress while they run, checks every
+result against the same script run here, prints a summary and stops everything it started.
+Exit status 0 only if every job came back right.
 """
 from __future__ import annotations
 
+import shutil
+import sys
 import time
 from pathlib import Path
 
-from .config import ProjectConfig
 from .db import Database
 from .dbserver import MariaDBServer
-from .project import ProjectSpec, create_project
-from .work import WorkCreator, WorkunitRequest
+from .jobs.status import JobStatus
+from .local_grid import LocalGrid, run_locally, same_r_value
 
-DEMO_URL = "http://127.0.0.1:8765/demo/"
-INPUT_TEMPLATE = """<input_template>
-    <file_info/>
-    <workunit>
-        <file_ref><open_name>script.R</open_name></file_ref>
-        <rsc_fpops_est>1e9</rsc_fpops_est>
-        <delay_bound>3600</delay_bound>
-    </workunit>
-</input_template>
-"""
-OUTPUT_TEMPLATE = """<output_template>
-    <file_info>
-        <name><OUTFILE_0/></name>
-        <generated_locally/>
-        <upload_when_present/>
-        <max_nbytes>10000000</max_nbytes>
-        <url><UPLOAD_URL/></url>
-    </file_info>
-    <result>
-        <file_ref><file_name><OUTFILE_0/></file_name><open_name>result.rds</open_name></file_ref>
-    </result>
-</output_template>
-"""
-DEMO_SCRIPT = "x <- rnorm(1000)\nresult <- c(mean = mean(x), sd = sd(x))\n"
+MARKER = ".boinc-ext-demo"
+REPLICATION = 2
+TIMEOUT = 900
+
+JOBS = {
+    "bootstrap.R": (
+        "# Bootstrap standard error of a mean\n"
+        "x <- c(2.1, 3.4, 1.9, 5.6, 4.4, 3.3, 2.8, 4.9, 3.7, 4.1)\n"
+        "boot <- replicate(5000, mean(sample(x, replace = TRUE)))\n"
+        "c(estimate = mean(x), se = sd(boot), lower = unname(quantile(boot, 0.025)),\n"
+        "  upper = unname(quantile(boot, 0.975)))\n"),
+    "monte_carlo_pi.R": (
+        "# Monte Carlo integral of 4*sqrt(1-u^2) over [0,1] (= pi)\n"
+        "u <- runif(200000)\n"
+        "est <- mean(4 * sqrt(1 - u^2))\n"
+        "c(pi_estimate = est, error = est - pi)\n"),
+    "regression.R": (
+        "# Linear regression on a data file shipped with the job\n"
+        "d <- read.csv('measurements.csv')\n"
+        "fit <- lm(y ~ x, data = d)\n"
+        "print(summary(fit))\n"
+        "coef(fit)\n"),
+    "long_loop.R": (
+        "# A long loop that checkpoints between iterations and reports progress\n"
+        "walks <- numeric(0)\n"
+        "boinc_for(i, 1:20, {\n"
+        "  Sys.sleep(0.5)\n"
+        "  walks[i] <- sum(rnorm(1000))\n"
+        "})\n"
+        "summary(walks)\n"),
+}
 
 
 def run_demo(base: Path) -> int:
     base = base.resolve()
+    _fresh(base)
     server = MariaDBServer(base / "db")
-    print(f"[1/4] private MariaDB in {server.base_dir}")
+    say(f"[1/6] private MariaDB in {server.base_dir}")
     server.init()
     server.start()
+    grid = LocalGrid(base, server.settings("demo"), n_volunteers=3, name="demo", checkpoint_period=5)
     try:
-        config = _project(base, server)
-        print(f"[3/4] project {config.long_name} at {config.project_dir}")
-        name = _create_demo_workunit(config, base)
-        print(f"[4/4] workunit {name} created; its row and staged input:")
-        _show_workunit(config, name)
+        config = grid.create_project()
+        say(f"[2/6] project '{config.long_name}' at {config.project_dir}, served at {config.master_url}")
+        grid.start_daemons()
+        say("[3/6] embedded server and daemons started: " + ", ".join(d.program for d in config.daemons))
+        grid.start_volunteers()
+        say(f"[4/6] {len(grid.volunteers)} BOINC clients started, accounts created and attached via the web RPCs")
+        jobs = _submit(grid, base / "jobs")
+        say(f"[5/6] submitted {len(jobs)} R jobs, each on {REPLICATION} volunteers; waiting for results")
+        started = time.monotonic()
+        statuses = grid.wait(list(jobs), TIMEOUT, _progress_printer(grid, started), poll=2.0)
+        say("[6/6] checking every result against the same script run here")
+        ok = _verify(grid, jobs, statuses, base / "check")
+        _summary(grid, jobs, statuses)
     finally:
+        say("stopping the clients, daemons and database")
+        grid.stop()
         server.stop()
-    print("\nThe project is ready. To go on:")
-    print(f"  boinc-ext db start --dir {server.base_dir}")
-    print(f"  boinc-ext start {config.project_dir}      # the project's daemons")
-    print(f"  boinc-ext create-work --project {config.project_dir} --app r_job \\")
-    print("      --wu-template templates/demo_in --result-template templates/demo_out --wu-name NAME FILE")
-    print(f"  boinc-ext stop {config.project_dir}; boinc-ext db stop --dir {server.base_dir}")
-    return 0
+    say("demo passed: every job came back right" if ok else "demo FAILED: see above")
+    return 0 if ok else 1
 
 
-def _project(base: Path, server: MariaDBServer) -> ProjectConfig:
-    project_dir = base / "project"
-    if (project_dir / "config.xml").exists():
-        print("[2/4] project exists; reusing it")
-        return ProjectConfig.load(project_dir)
-    print("[2/4] creating the project (layout, keys, BOINC schema, ext_ tables, apps)")
-    config = create_project(ProjectSpec(project_dir, DEMO_URL, "demo", server.settings("boinc_demo"),
-                                        "R jobs on BOINC (demo)"))
-    (project_dir / "templates" / "demo_in").write_text(INPUT_TEMPLATE)
-    (project_dir / "templates" / "demo_out").write_text(OUTPUT_TEMPLATE)
-    return config
+def say(text: str) -> None:
+    print(text, flush=True)
 
 
-def _create_demo_workunit(config: ProjectConfig, base: Path) -> str:
-    script = base / "demo_script.R"
-    script.write_text(DEMO_SCRIPT)
-    name = f"demo_{int(time.time())}"
-    with Database.for_project(config) as db:
-        creator = WorkCreator(config, db, "r_job", "templates/demo_in", "templates/demo_out")
-        creator.create(WorkunitRequest(name=name, inputs=[script]))
-    return name
+def _fresh(base: Path) -> None:
+    """Each run starts clean; only a directory an earlier demo made is ever removed."""
+    if base.exists():
+        if not (base / MARKER).exists():
+            raise SystemExit(f"{base} exists and is not a demo directory; choose another --dir")
+        shutil.rmtree(base)
+    base.mkdir(parents=True)
+    (base / MARKER).touch()
 
 
-def _show_workunit(config: ProjectConfig, name: str) -> None:
-    with Database.for_project(config) as db:
-        row = db.query_one("select id, name, transition_time, xml_doc from workunit where name = %s", (name,))
-    print(f"  id {row['id']}, transition_time {row['transition_time']}")
-    for line in row["xml_doc"].decode().splitlines():
-        print(f"  | {line}")
+def _submit(grid: LocalGrid, directory: Path) -> dict[int, tuple[Path, list[Path]]]:
+    directory.mkdir(parents=True, exist_ok=True)
+    data = directory / "measurements.csv"
+    data.write_text("x,y\n" + "".join(f"{x},{2.5 * x + 1 + ((x * 7) % 5 - 2) * 0.3:.3f}\n" for x in range(1, 41)))
+    jobs = {}
+    for name, text in JOBS.items():
+        script = directory / name
+        script.write_text(text)
+        inputs = [data] if "measurements.csv" in text else []
+        job_id = grid.submit(script, inputs, replication=REPLICATION, name=Path(name).stem)
+        jobs[job_id] = (script, inputs)
+        say(f"      job {job_id}: {name}" + (f" with {inputs[0].name}" if inputs else ""))
+    return jobs
+
+
+def _progress_printer(grid: LocalGrid, started: float):
+    last = [""]
+
+    def show(statuses: dict[int, JobStatus]) -> None:
+        states = [s.state for s in statuses.values()]
+        running = sum(s.results.in_progress for s in statuses.values())
+        valid = sum(s.results.valid for s in statuses.values())
+        line = (f"{states.count('done')} done, {states.count('failed')} failed, "
+                f"{len(states) - states.count('done') - states.count('failed')} waiting; "
+                f"{running} tasks on volunteers, {valid} results validated")
+        if line != last[0]:
+            say(f"      {time.monotonic() - started:5.0f} s: {line}")
+            last[0] = line
+    return show
+
+
+def _verify(grid: LocalGrid, jobs, statuses: dict[int, JobStatus], directory: Path) -> bool:
+    from .jobs.result import fetch_result
+    ok = True
+    for job_id, (script, inputs) in jobs.items():
+        status = statuses[job_id]
+        if status.state != "done":
+            say(f"      job {job_id} ({script.name}): {status.state.upper()} {status.error or ''}")
+            ok = False
+            continue
+        with grid.database() as db:
+            files = fetch_result(grid.config, db, job_id, directory / f"job_{job_id}")
+        remote = next(p for p in files if p.name == "result.rds")
+        local = run_locally(script, inputs, status.seed, directory / f"local_{job_id}")
+        same = same_r_value(remote, local)
+        ok = ok and same
+        say(f"      job {job_id} ({script.name}): {'matches' if same else 'DIFFERS FROM'} the local run "
+            f"(result in {remote})")
+    return ok
+
+
+def _summary(grid: LocalGrid, jobs, statuses: dict[int, JobStatus]) -> None:
+    say("\nsummary")
+    say(f"  {'job':28} {'state':8} {'valid results':>13} {'turnaround':>11}")
+    for job_id, (script, _) in jobs.items():
+        s = statuses[job_id]
+        turnaround = f"{s.finish_time - s.create_time} s" if s.finish_time else "-"
+        say(f"  {job_id:>3} {script.name:24} {s.state:8} {s.results.valid:>13} {turnaround:>11}")
+    with Database.for_project(grid.config) as db:
+        users = db.query("select name, total_credit from user order by id")
+        hosts = db.scalar("select count(*) from host")
+    say(f"  {hosts} hosts; credit granted: " + ", ".join(f"{u['name']} {u['total_credit']:.2f}" for u in users))
+    sys.stdout.flush()

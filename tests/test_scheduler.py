@@ -12,7 +12,7 @@ from boinc_ext import crypto
 from boinc_ext.boinc_schema import blank_row
 from boinc_ext.daemon import DaemonOptions
 from boinc_ext.server import scheduler as scheduler_module
-from boinc_ext.server.request_db import ThreadDatabases
+from boinc_ext.server.http_db import ThreadDatabases
 from boinc_ext.server.transitioner import Transitioner
 from boinc_ext.states import (OUTCOME_CLIENT_ERROR, OUTCOME_SUCCESS, SERVER_STATE_IN_PROGRESS,
                               SERVER_STATE_OVER, SERVER_STATE_UNSENT, VALIDATE_STATE_INVALID)
@@ -28,7 +28,7 @@ PLATFORM = "x86_64-pc-linux-gnu"
 @pytest.fixture
 def sched(project):
     app = Flask("test")
-    databases = ThreadDatabases(project)
+    databases = ThreadDatabases.for_project(project)
     app.register_blueprint(scheduler_module.create_blueprint(project, databases))
     yield app.test_client()
     databases.close_all()
@@ -240,7 +240,7 @@ def test_concurrent_requests_never_send_a_result_twice(project, project_db, url,
     make_work(30, replicas=1)
     auths = [make_user(project_db, f"u{i}@example.org") for i in range(6)]
     app = Flask("test")
-    databases = ThreadDatabases(project)
+    databases = ThreadDatabases.for_project(project)
     app.register_blueprint(scheduler_module.create_blueprint(project, databases))
     sent: list[str] = []
     lock = threading.Lock()

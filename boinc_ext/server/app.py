@@ -12,18 +12,18 @@ from flask import Flask, Response
 from ..config import ProjectConfig
 from ..xmlutil import escape_text
 from . import accounts, downloads, scheduler, uploads
-from .request_db import ThreadDatabases
+from .http_db import ThreadDatabases
 
 
 def create_app(config: ProjectConfig) -> Flask:
     app = Flask("boinc_ext.server")
     app.config["MAX_CONTENT_LENGTH"] = None   # each handler bounds its own body
-    databases = ThreadDatabases(config)
+    databases = ThreadDatabases.for_project(config)
     app.extensions["boinc_ext.databases"] = databases
     app.register_blueprint(scheduler.create_blueprint(config, databases))
     app.register_blueprint(uploads.create_blueprint(config))
     app.register_blueprint(downloads.create_blueprint(config))
-    app.register_blueprint(accounts.create_blueprint(config))
+    app.register_blueprint(accounts.create_blueprint(config, databases))
     _add_master_page(app, config)
     return app
 

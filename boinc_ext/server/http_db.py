@@ -48,6 +48,10 @@ class ThreadDatabases:
             log.info("%s: %s", EVENT_RECONNECT, exc)
             return operation(db)
 
+    def get(self) -> Database:
+        """This thread's connection, for handlers that retry on their own."""
+        return self._for_this_thread()
+
     def close_all(self) -> None:
         """Closes every thread's connection (at server shutdown); later use reconnects."""
         with self._open_lock:

@@ -19,7 +19,7 @@ from ..db import Database, TransientDbError
 from ..project import cgi_url
 from ..xmlutil import XmlError, parse_xml
 from .app_catalog import AppCatalog
-from .request_db import ThreadDatabases
+from .http_db import ThreadDatabases
 from .sched_auth import AuthError, Caller, authenticate
 from .sched_reply import SchedulerReply
 from .sched_reports import store_reports

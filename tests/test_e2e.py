@@ -79,23 +79,6 @@ def test_failing_script_fails_the_job_with_the_r_error(grid, tmp_path):
     assert "the data are not what I expected" in status.error
 
 
-def test_task_quit_by_the_client_resumes_from_its_checkpoint(grid, tmp_path):
-    path = script(tmp_path, "loop.R",
-                  "total <- 0\n"
-                  "boinc_for(i, 1:30, {\n  Sys.sleep(0.5)\n  total <- total + runif(1)\n})\n"
-                  "total\n")
-    job_id = grid.submit(path, replication=1)
-    volunteer, task = _wait_for_running_task(grid, f"rjob_{job_id}_", min_fraction=0.3)
-    volunteer.stop()           # the client quits its tasks on the way out
-    time.sleep(1)
-    volunteer.start()
-    status = wait_one(grid, job_id)
-    assert status.state == "done", status.error
-    stderr = results_of(grid, job_id)[-1]["stderr_out"].decode(errors="replace")
-    assert "resumed from checkpoint" in stderr, stderr[-3000:]
-    check_against_local_run(grid, job_id, path, tmp_path)
-
-
 def test_vanished_volunteer_job_is_resent_after_the_deadline(grid, tmp_path):
     path = script(tmp_path, "slow.R", "Sys.sleep(20)\nsum(sqrt(1:1000))\n")
     job_id = grid.submit(path, replication=1, deadline=30)

@@ -2,12 +2,10 @@
 the web RPCs to a project served by the embedded server with all its daemons, running R jobs
 through the wrapper. Slow by nature (the client acts in steps of about 5 s)."""
 import os
-import signal
 import time
 
 import pytest
 
-from boinc_ext.daemonctl import running_pid
 from boinc_ext.jobs.result import fetch_result
 from boinc_ext.local_grid import LocalGrid, run_locally, same_r_value
 from boinc_ext.states import OUTCOME_SUCCESS, VALIDATE_STATE_VALID
@@ -92,30 +90,6 @@ def test_vanished_volunteer_job_is_resent_after_the_deadline(grid, tmp_path):
         check_against_local_run(grid, job_id, path, tmp_path)
     finally:
         volunteer.start()
-
-
-def test_daemons_killed_mid_pass_lose_nothing_and_do_nothing_twice(grid, tmp_path):
-    paths = [script(tmp_path, f"mc{i}.R", f"n <- {20000 + i}\nu <- runif(n)\nmean(4 * sqrt(1 - u^2))\n")
-             for i in range(4)]
-    job_ids = [grid.submit(p, replication=2) for p in paths]
-    for _ in range(5):
-        time.sleep(3)
-        for entry in grid.config.daemons_for_this_host():
-            pid = running_pid(grid.config, entry)
-            if pid is not None and entry.program != "ext_server":
-                os.kill(pid, signal.SIGKILL)
-        grid.start_daemons()
-    statuses = grid.wait(job_ids, JOB_TIMEOUT)
-    assert all(s.state == "done" for s in statuses.values()), {k: (s.state, s.error) for k, s in statuses.items()}
-    with grid.database() as db:
-        for job_id in job_ids:
-            assert db.scalar("select count(*) from workunit where name = %s", (f"rjob_{job_id}",)) == 1
-        for row in db.query("select userid, total_credit from user"):
-            granted = db.scalar("select coalesce(sum(granted_credit), 0) from result where userid = %s",
-                                (row["userid"],))
-            assert abs(row["total_credit"] - granted) < 1e-6
-    for job_id, path in zip(job_ids, paths):
-        check_against_local_run(grid, job_id, path, tmp_path)
 
 
 def _wait_for_running_task(grid, prefix, min_fraction=0.0, timeout=120):

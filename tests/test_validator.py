@@ -397,3 +397,22 @@ def test_on_a_database_made_from_stock_boinc_schema(stock_db, project, tmp_path)
     assert lab.row("team", team)["total_credit"] == pytest.approx(2 * RUNTIME_CREDIT)
     assert lab.hav(hosts[1])["consecutive_valid"] == 0
     assert stock_db.scalar("select count(*) from credited_job") == 2
+
+
+def test_results_of_vanished_hosts_and_users(lab, volunteers):
+    """A host merged away (row gone) or a user deleted: the results are still decided;
+    only the bookkeeping for the missing rows is skipped."""
+    wu_id = lab.workunit("gone", target_nresults=3, max_success_results=3)
+    h0, h1, h2 = volunteers["hosts"]
+    lab.report("gone_0", h0, GOOD)
+    lab.report("gone_1", h1, GOOD)
+    lab.report("gone_2", h2, WRONG)
+    lab.db.execute("delete from host where id in (%s, %s)", (h1, h2))
+    lab.db.execute("delete from user where id = %s", (volunteers["users"][0],))
+    assert lab.run() == EXIT_OK
+    assert states(lab, wu_id) == {"gone_0": (VALIDATE_STATE_VALID, OUTCOME_SUCCESS),
+                                  "gone_1": (VALIDATE_STATE_VALID, OUTCOME_SUCCESS),
+                                  "gone_2": (VALIDATE_STATE_INVALID, OUTCOME_SUCCESS)}
+    assert lab.row("host", h0)["total_credit"] == pytest.approx(RUNTIME_CREDIT)
+    assert lab.row("team", volunteers["team"])["total_credit"] == 0  # its user is gone
+    assert lab.hav(h1) is None and lab.hav(h2) is None

@@ -3,6 +3,7 @@ output location and the policy registry."""
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,7 +83,9 @@ def test_locator(tmp_path):
     target.parent.mkdir()
     target.write_text("x")
     files = locator.files_to_validate(XML_DOC_IN, "wu_0")
-    assert [(f.open_name, f.path, f.present) for f in files] == [("result.rds", target, True)]  # no_validate skipped
+    assert [(f.open_name, Path(f.path), f.present) for f in files] == [("result.rds", target, True)]  # no_validate skipped
+    for fanout in (0, 7, 1024):
+        assert Path(OutputLocator(upload, fanout)._path("some_file_9")) == hier_path("some_file_9", upload, fanout)
     escaping = XML_DOC_IN.replace("wu_0_r1_0", "../../etc/passwd")
     with pytest.raises(PermanentValidationError, match="file name"):
         locator.files_to_validate(escaping, "wu_0")

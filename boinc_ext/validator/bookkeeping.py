@@ -3,10 +3,11 @@ is_valid/is_invalid and credit.cpp grant_credit): host avg_turnaround and credit
 host's user's and team's credit, the host_app_version reliability counters, and the
 credited_job table.
 
-Rows are read `for update` in a fixed order (host, host_app_version, user, team; each by
-id), changed in memory (a host with two valid results in one workunit is read once and
-written once), then written with one statement per table, all inside the workunit's
-transaction.
+Rows are read `for update` in a fixed order (each host with its host_app_version rows,
+then users, then teams; each by id), so that validators working side by side cannot
+deadlock one another. They are changed in memory (a host with two valid results in one
+workunit is read once), and `apply` returns the changes for the caller to write with the
+rest of the workunit's transaction.
 """
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .credit import update_average
-from .row_updates import update_rows
+from .row_updates import RowChanges
 
-_HOST_COLUMNS = "id, userid, total_credit, expavg_credit, expavg_time, avg_turnaround"
+_HOST_COLUMNS = ("id", "userid", "total_credit", "expavg_credit", "expavg_time", "avg_turnaround")
 _CREDIT_COLUMNS = "id, teamid, total_credit, expavg_credit, expavg_time"
-_HAV_COLUMNS = "host_id, app_version_id, max_jobs_per_day, consecutive_valid"
+_HAV_COLUMNS = ("host_id", "app_version_id", "max_jobs_per_day", "consecutive_valid")
 _HAV_ZEROED = ("pfc_n", "pfc_avg", "et_n", "et_avg", "et_var", "et_q", "max_jobs_per_day",
                "n_jobs_today", "turnaround_n", "turnaround_avg", "turnaround_var", "turnaround_q",
                "consecutive_valid")
@@ -49,9 +50,11 @@ class Bookkeeping:
         self.notes: list[str] = []
         self._changed: dict[str, dict[Any, dict[str, Any]]] = {"host": {}, "hav": {}, "user": {}, "team": {}}
 
-    def apply(self, valid: Sequence[tuple[Mapping[str, Any], float]], invalid: Sequence[Mapping[str, Any]]) -> None:
-        hosts = self._lock_hosts({r["hostid"] for r, _ in valid if r["hostid"]})
-        havs = self._lock_havs({_hav_key(r) for r in [r for r, _ in valid] + list(invalid) if r["hostid"]})
+    def apply(self, valid: Sequence[tuple[Mapping[str, Any], float]],
+              invalid: Sequence[Mapping[str, Any]]) -> list[RowChanges]:
+        """Locks and changes the rows; returns the changes to write."""
+        hosts, havs = self._lock_hosts_and_havs({_hav_key(r) for r in [r for r, _ in valid] + list(invalid)
+                                                 if r["hostid"]})
         credited_hosts = [hosts[r["hostid"]] for r, credit in valid if credit > 0 and r["hostid"] in hosts]
         users = self._lock_credit_rows("user", {h["userid"] for h in credited_hosts if h["userid"]})
         teams = self._lock_credit_rows("team", {u["teamid"] for u in users.values() if u["teamid"]})
@@ -69,13 +72,45 @@ class Bookkeeping:
             if self.settings.update_credited_job:
                 credited_jobs.append((host["userid"], int(self.wu["opaque"])))
         for result in invalid:
-            if result["hostid"]:
+            if _hav_key(result) in havs:  # not when the host is gone
                 self._invalid_hav(havs[_hav_key(result)])
-        self._write(credited_jobs)
+        self._insert_credited_jobs(credited_jobs)
+        return self._changes()
 
     # --- locking reads --------------------------------------------------------------------------
-    def _lock_hosts(self, ids: set[int]) -> dict[int, dict[str, Any]]:
-        return self._lock_by_id("host", _HOST_COLUMNS, ids)
+    def _lock_hosts_and_havs(self, keys: set[tuple[int, int]]) -> tuple[dict[int, dict], dict[tuple[int, int], dict]]:
+        """Hosts by id, and their host_app_version rows (created, zeroed as stock does,
+        where missing), in one locking read: a host always before its own rows."""
+        hosts, havs = self._select_hosts_and_havs(keys)
+        missing = sorted(k for k in keys if k not in havs and k[0] in hosts)
+        if missing:
+            columns = ", ".join(("host_id", "app_version_id") + _HAV_ZEROED)
+            self.db.executemany(f"insert ignore into host_app_version ({columns}) values "
+                                f"({', '.join(['%s'] * (2 + len(_HAV_ZEROED)))})",
+                                [k + (0,) * len(_HAV_ZEROED) for k in missing])
+            havs.update(self._select_hosts_and_havs(set(missing))[1])
+        return hosts, havs
+
+    def _select_hosts_and_havs(self, keys: set[tuple[int, int]]):
+        if not keys:
+            return {}, {}
+        host_ids = sorted({host_id for host_id, _ in keys})
+        version_ids = sorted({version_id for _, version_id in keys})
+        columns = ", ".join([f"h.{c}" for c in _HOST_COLUMNS] + [f"hav.{c} as hav_{c}" for c in _HAV_COLUMNS])
+        # No ORDER BY (on a join it costs a filesort): the primary-key IN list is scanned,
+        # and so locked, in ascending id order.
+        rows = self.db.query(
+            f"select {columns} from host h left join host_app_version hav on hav.host_id = h.id "
+            f"and hav.app_version_id in ({', '.join(['%s'] * len(version_ids))}) "
+            f"where h.id in ({', '.join(['%s'] * len(host_ids))}) for update",
+            version_ids + host_ids)
+        hosts, havs = {}, {}
+        for row in rows:
+            hosts.setdefault(row["id"], {c: row[c] for c in _HOST_COLUMNS})
+            key = (row["hav_host_id"], row["hav_app_version_id"])
+            if key in keys:
+                havs[key] = {c: row[f"hav_{c}"] for c in _HAV_COLUMNS}
+        return hosts, havs
 
     def _lock_credit_rows(self, table: str, ids: set[int]) -> dict[int, dict[str, Any]]:
         columns = _CREDIT_COLUMNS if table == "user" else _CREDIT_COLUMNS.replace("teamid", "0 as teamid")
@@ -91,27 +126,6 @@ class Bookkeeping:
         marks = ", ".join(["%s"] * len(ids))
         rows = self.db.query(f"select {columns} from `{table}` where id in ({marks}) order by id for update", ids)
         return {row["id"]: row for row in rows}
-
-    def _lock_havs(self, keys: set[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
-        """The host_app_version rows, created (zeroed, as stock does) where missing."""
-        keys_sorted = sorted(keys)
-        havs = self._select_havs(keys_sorted)
-        missing = [k for k in keys_sorted if k not in havs]
-        if missing:
-            columns = ", ".join(("host_id", "app_version_id") + _HAV_ZEROED)
-            self.db.executemany(f"insert ignore into host_app_version ({columns}) values "
-                                f"({', '.join(['%s'] * (2 + len(_HAV_ZEROED)))})",
-                                [k + (0,) * len(_HAV_ZEROED) for k in missing])
-            havs.update(self._select_havs(missing))
-        return havs
-
-    def _select_havs(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
-        if not keys:
-            return {}
-        where = " or ".join(["(host_id = %s and app_version_id = %s)"] * len(keys))
-        rows = self.db.query(f"select {_HAV_COLUMNS} from host_app_version where {where} "
-                             f"order by host_id, app_version_id for update", [v for k in keys for v in k])
-        return {(row["host_id"], row["app_version_id"]): row for row in rows}
 
     # --- changes in memory ----------------------------------------------------------------------
     def _valid_host(self, host: dict[str, Any], result: Mapping[str, Any]) -> None:
@@ -149,15 +163,19 @@ class Bookkeeping:
             row["credit"] = row.get("credit", 0.0) + credit
             self._changed[table][row["id"]] = row
 
-    # --- writing --------------------------------------------------------------------------------
-    def _write(self, credited_jobs: list[tuple[int, int]]) -> None:
-        update_rows(self.db, "host", ("id",), list(self._changed["host"].values()),
-                    ("avg_turnaround", "expavg_credit", "expavg_time"), increments={"total_credit": "credit"})
-        update_rows(self.db, "host_app_version", ("host_id", "app_version_id"),
-                    list(self._changed["hav"].values()), ("max_jobs_per_day", "consecutive_valid"))
-        for table in ("user", "team"):
-            update_rows(self.db, f"`{table}`", ("id",), list(self._changed[table].values()),
-                        ("expavg_credit", "expavg_time"), increments={"total_credit": "credit"})
+    # --- what to write ---------------------------------------------------------------------------
+    def _changes(self) -> list[RowChanges]:
+        changed = {table: list(rows.values()) for table, rows in self._changed.items()}
+        credit = {"total_credit": "credit"}
+        return [
+            RowChanges("host", ("id",), changed["host"], ("avg_turnaround", "expavg_credit", "expavg_time"), credit),
+            RowChanges("host_app_version", ("host_id", "app_version_id"), changed["hav"],
+                       ("max_jobs_per_day", "consecutive_valid")),
+            RowChanges("user", ("id",), changed["user"], ("expavg_credit", "expavg_time"), credit),
+            RowChanges("team", ("id",), changed["team"], ("expavg_credit", "expavg_time"), credit),
+        ]
+
+    def _insert_credited_jobs(self, credited_jobs: list[tuple[int, int]]) -> None:
         if credited_jobs:
             self.db.executemany("insert ignore into credited_job (userid, workunitid) values (%s, %s)",
                                 sorted(set(credited_jobs)))

@@ -29,16 +29,16 @@ from .errors import PolicyConfigError
 from .output_files import OutputLocator
 from .policy import BUILTIN_POLICIES, DEFAULT_POLICY, ValidationPolicy, load_policy
 from .quorum import PreparedResults
-from .row_updates import update_rows
+from .row_updates import RowChanges, update_rows
 
 SELECT_LIMIT = 1000  # workunits per enumeration query
 
-_WU_COLUMNS = ("id, name, appid, need_validate, canonical_resultid, canonical_credit, min_quorum, "
-               "assimilate_state, transition_time, opaque, target_nresults, max_success_results, "
-               "error_mask, rsc_fpops_bound")
-_RESULT_COLUMNS = ("id, name, workunitid, server_state, outcome, validate_state, granted_credit, xml_doc_in, "
-                   "hostid, userid, sent_time, received_time, appid, app_version_id, elapsed_time, "
-                   "flops_estimate")
+_WU_COLUMNS = ("id", "name", "appid", "need_validate", "canonical_resultid", "canonical_credit", "min_quorum",
+               "assimilate_state", "transition_time", "opaque", "target_nresults", "max_success_results",
+               "error_mask", "rsc_fpops_bound")
+_RESULT_COLUMNS = ("id", "name", "workunitid", "server_state", "outcome", "validate_state", "granted_credit",
+                   "xml_doc_in", "hostid", "userid", "sent_time", "received_time", "appid", "app_version_id",
+                   "elapsed_time", "flops_estimate")
 _WU_WRITTEN = ("need_validate", "error_mask", "assimilate_state", "transition_time", "target_nresults",
                "canonical_resultid", "canonical_credit")
 
@@ -185,12 +185,9 @@ class Validator(Daemon):
         rolled_back = False
         try:
             with self.db.transaction():
-                wu = self.db.query_one(f"select {_WU_COLUMNS}{self._xml_doc_column()} from workunit "
-                                       f"where id = %s and need_validate > 0 for update", (wu_id,))
+                wu, results = self._lock_workunit(wu_id)
                 if wu is None:
                     return False
-                results = self.db.query(f"select {_RESULT_COLUMNS} from result where workunitid = %s "
-                                        f"order by id for update", (wu_id,))
                 validation = self._decide(wu, results, now)
                 notes = self._write(validation)
                 if self.dry_run:
@@ -203,8 +200,19 @@ class Validator(Daemon):
         self._log(validation, notes, rolled_back)
         return True
 
-    def _xml_doc_column(self) -> str:
-        return ", xml_doc" if self.credit_rules.mode is CreditMode.FROM_WU else ""
+    def _lock_workunit(self, wu_id: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The workunit, if it still needs validation, and its results; all rows locked."""
+        wu_columns = _WU_COLUMNS + (("xml_doc",) if self.credit_rules.mode is CreditMode.FROM_WU else ())
+        columns = ", ".join([f"wu.{c} as wu_{c}" for c in wu_columns] + [f"res.{c}" for c in _RESULT_COLUMNS])
+        # No ORDER BY: on this join it costs a temporary table and a filesort; sorted below.
+        rows = self.db.query(f"select {columns} from workunit wu left join result res on res.workunitid = wu.id "
+                             f"where wu.id = %s and wu.need_validate > 0 for update", (wu_id,))
+        if not rows:
+            return None, []
+        wu = {c: rows[0][f"wu_{c}"] for c in wu_columns}
+        results = sorted(({c: row[c] for c in _RESULT_COLUMNS} for row in rows if row["id"] is not None),
+                         key=lambda result: result["id"])
+        return wu, results
 
     def _decide(self, wu: dict[str, Any], results: list[dict[str, Any]], now: int) -> WorkunitValidation:
         prepared = PreparedResults(self._prepare_result, self.policy.same, self.policy.release)
@@ -214,13 +222,15 @@ class Validator(Daemon):
         return self.policy.prepare(self.locator.files_to_validate(result["xml_doc_in"], result["name"]))
 
     def _write(self, validation: WorkunitValidation) -> list[str]:
-        update_rows(self.db, "result", ("id",), validation.changed_results(), RESULT_COLUMNS)
+        """Every change of the workunit in one statement (after the bookkeeping's locking
+        reads); returns the bookkeeping's notes."""
         wu = validation.wu
         unreplicated = wu["target_nresults"] == 1 and self._app["target_nresults"] > 1
         bookkeeping = Bookkeeping(self.db, self.bookkeeping, time.time(), wu, unreplicated)
-        bookkeeping.apply(validation.newly_valid, validation.newly_invalid)
-        self.db.execute(f"update workunit set {', '.join(f'{c} = %s' for c in _WU_WRITTEN)} where id = %s",
-                        [wu[c] for c in _WU_WRITTEN] + [wu["id"]])
+        changes = bookkeeping.apply(validation.newly_valid, validation.newly_invalid)
+        update_rows(self.db, [RowChanges("workunit", ("id",), [wu], _WU_WRITTEN),
+                              RowChanges("result", ("id",), validation.changed_results(), RESULT_COLUMNS),
+                              *changes])
         return bookkeeping.notes
 
     # --- logging -------------------------------------------------------------------------------
@@ -240,7 +250,7 @@ class Validator(Daemon):
         if rolled_back:
             wu_log.info("%s", events.DRY_RUN)
         n_valid = sum(1 for r in validation.results if r["validate_state"] == VALIDATE_STATE_VALID)
-        wu_log.info("%s: canonical_resultid=%d, %d valid, transition_time=%d, target_nresults=%d, error_mask=%d",
+        wu_log.debug("%s: canonical_resultid=%d, %d valid, transition_time=%d, target_nresults=%d, error_mask=%d",
                     events.WORKUNIT_DONE, wu["canonical_resultid"], n_valid, wu["transition_time"],
                     wu["target_nresults"], wu["error_mask"])
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ProjectConfig
-from ..hierarchy import BadFileName, check_file_name, hier_path
+from ..hierarchy import BadFileName, check_file_name, subdir_for
 from ..xmlutil import XmlError, child_text, flag, parse_fragment
 from .errors import PermanentValidationError, TransientValidationError, classify_os_error
 
@@ -34,7 +34,7 @@ class OutputFile:
 
     file_name: str
     open_name: str
-    path: Path
+    path: str | Path
     present: bool = True
 
 
@@ -65,6 +65,7 @@ class OutputLocator:
     def __init__(self, upload_dir: Path, fanout: int):
         self.upload_dir = Path(upload_dir)
         self.fanout = fanout
+        self._root = str(upload_dir)
 
     @classmethod
     def for_project(cls, config: ProjectConfig) -> "OutputLocator":
@@ -82,8 +83,10 @@ class OutputLocator:
         return files
 
     def _check_upload_dir(self) -> None:
+        """Opening the directory is what fails on a dead mount (stock's ERR_OPENDIR); listing
+        it would read all its fan-out entries for every result."""
         try:
-            os.listdir(self.upload_dir)
+            os.close(os.open(self.upload_dir, os.O_RDONLY | os.O_DIRECTORY))
         except OSError as exc:
             raise TransientValidationError(f"upload directory {self.upload_dir}: "
                                            f"{exc.strerror or exc}") from None
@@ -93,7 +96,7 @@ class OutputLocator:
             check_file_name(ref.file_name, f"result {result_name}: output file name")
         except BadFileName as exc:
             raise PermanentValidationError(str(exc)) from None
-        path = hier_path(ref.file_name, self.upload_dir, self.fanout)
+        path = self._path(ref.file_name)
         what = f"result {result_name}: output {ref.open_name} ({path})"
         try:
             mode = os.stat(path).st_mode
@@ -105,3 +108,9 @@ class OutputLocator:
         if not stat.S_ISREG(mode):
             raise PermanentValidationError(f"{what}: not a regular file")
         return OutputFile(ref.file_name, ref.open_name, path)
+
+    def _path(self, file_name: str) -> str:
+        """hierarchy.hier_path, as a plain string (this runs for every output of every result)."""
+        if self.fanout <= 0:
+            return os.path.join(self._root, file_name)
+        return os.path.join(self._root, subdir_for(file_name, self.fanout), file_name)

@@ -1,34 +1,57 @@
-"""Several rows of one table updated in one statement (fewer round trips per workunit)."""
+"""Changed rows of several tables written with one UPDATE statement.
+
+A workunit's validation changes rows of up to six tables (result, workunit, host,
+host_app_version, user, team). One statement per table would cost a round trip each;
+a multi-table UPDATE writes them all in one. Every row is already locked by the caller's
+`select ... for update`, so this takes no new locks. MariaDB updates each row of a
+multi-table UPDATE once, however often the (cross) join reaches it, and each row's CASE
+branch gives it its own values.
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from ..db import literal_of
 
-def update_rows(db, table: str, key_columns: Sequence[str], rows: Sequence[Mapping[str, Any]],
-                columns: Sequence[str], increments: Mapping[str, str] | None = None) -> int:
-    """`UPDATE table` setting `columns` to each row's values and adding to each column of
-    `increments` the row's value under the mapped key, for rows identified by `key_columns`.
-    Table and column names come from code, never from input."""
-    increments = increments or {}
-    if not rows:
-        return 0
-    condition = " and ".join(f"{key} = %s" for key in key_columns)
-    if len(rows) == 1:
-        row = rows[0]
-        assignments = [f"{c} = %s" for c in columns] + [f"{c} = {c} + %s" for c in increments]
-        params = [row[c] for c in columns] + [row[key] for key in increments.values()]
-        params += [row[k] for k in key_columns]
-        return db.execute(f"update {table} set {', '.join(assignments)} where {condition}", params)
-    assignments, params = [], []
-    for column in (*columns, *increments):
-        cases = " ".join(f"when {condition} then %s" for _ in rows)
-        base = f"{column} + " if column in increments else ""
-        assignments.append(f"{column} = {base}case {cases} end")
-        value_key = increments.get(column, column)
-        for row in rows:
-            params += [row[k] for k in key_columns] + [row[value_key]]
-    where = " or ".join(f"({condition})" for _ in rows)
-    for row in rows:
-        params += [row[k] for k in key_columns]
-    return db.execute(f"update {table} set {', '.join(assignments)} where {where}", params)
+
+@dataclass(frozen=True)
+class RowChanges:
+    """New values for rows of one table: `columns` are set to each row's values; each
+    column of `increments` gets the row's value under the mapped key added to it."""
+
+    table: str
+    key_columns: tuple[str, ...]
+    rows: Sequence[Mapping[str, Any]]
+    columns: tuple[str, ...]
+    increments: Mapping[str, str] = field(default_factory=dict)
+
+
+def update_rows(db, changes: Sequence[RowChanges]) -> None:
+    """Writes every change in one UPDATE. Table and column names come from code, never
+    from input; values are rendered as SQL literals by the database layer."""
+    changes = [c for c in changes if c.rows]
+    if not changes:
+        return
+    tables, assignments, conditions = [], [], []
+    for index, change in enumerate(changes):
+        alias = f"t{index}"
+        tables.append(f"`{change.table}` {alias}")
+        row_conditions = [" and ".join(f"{alias}.{key} = {_sql(row[key])}" for key in change.key_columns)
+                          for row in change.rows]
+        for column in (*change.columns, *change.increments):
+            value_key = change.increments.get(column, column)
+            if len(change.rows) == 1:
+                value = _sql(change.rows[0][value_key])
+            else:
+                value = "case " + " ".join(f"when {condition} then {_sql(row[value_key])}"
+                                           for condition, row in zip(row_conditions, change.rows)) + " end"
+            base = f"{alias}.{column} + " if column in change.increments else ""
+            assignments.append(f"{alias}.{column} = {base}{value}")
+        conditions.append("(" + " or ".join(f"({c})" for c in row_conditions) + ")")
+    db.execute(f"update {', '.join(tables)} set {', '.join(assignments)} where {' and '.join(conditions)}")
+
+
+def _sql(value: Any) -> str:
+    return literal_of(value).decode("utf-8")

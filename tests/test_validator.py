@@ -416,3 +416,27 @@ def test_results_of_vanished_hosts_and_users(lab, volunteers):
     assert lab.row("host", h0)["total_credit"] == pytest.approx(RUNTIME_CREDIT)
     assert lab.row("team", volunteers["team"])["total_credit"] == 0  # its user is gone
     assert lab.hav(h1) is None and lab.hav(h2) is None
+
+
+def test_two_validators_side_by_side_share_hosts_users_and_team(lab, project):
+    """--mod 2 0 and --mod 2 1 at once, on workunits whose hosts, users and team are all
+    shared: the locking order keeps them from losing or double-counting any credit."""
+    team = lab.team()
+    users = [lab.user(team), lab.user(team)]
+    hosts = [lab.host(users[i % 2]) for i in range(4)]
+    n = 120
+    for i in range(n):
+        lab.workunit(f"par{i}")
+        lab.report(f"par{i}_0", hosts[i % 4], GOOD)
+        lab.report(f"par{i}_1", hosts[(i + 1) % 4], GOOD)
+    daemons = [subprocess.Popen(_daemon_command(project, "--one_pass", "--mod", "2", str(r)),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    outputs = [d.communicate(timeout=300)[1] for d in daemons]
+    assert [d.returncode for d in daemons] == [EXIT_OK, EXIT_OK], outputs
+    assert lab.db.scalar("select count(*) from workunit where need_validate > 0") == 0
+    assert lab.db.scalar("select count(*) from result where validate_state = %s", (VALIDATE_STATE_VALID,)) == 2 * n
+    total = 2 * n * RUNTIME_CREDIT
+    assert lab.row("team", team)["total_credit"] == pytest.approx(total)
+    assert sum(lab.row("user", u)["total_credit"] for u in users) == pytest.approx(total)
+    assert sum(lab.row("host", h)["total_credit"] for h in hosts) == pytest.approx(total)
+    assert sum(lab.hav(h)["consecutive_valid"] for h in hosts) == 2 * n

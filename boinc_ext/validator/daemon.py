@@ -223,7 +223,8 @@ class Validator(Daemon):
 
     def _write(self, validation: WorkunitValidation) -> list[str]:
         """Every change of the workunit in one statement (after the bookkeeping's locking
-        reads); returns the bookkeeping's notes."""
+        reads); returns the bookkeeping's notes. need_validate always goes from 1 to 0, so
+        the statement always changes something."""
         wu = validation.wu
         unreplicated = wu["target_nresults"] == 1 and self._app["target_nresults"] > 1
         bookkeeping = Bookkeeping(self.db, self.bookkeeping, time.time(), wu, unreplicated)

@@ -28,12 +28,18 @@ class RowChanges:
     increments: Mapping[str, str] = field(default_factory=dict)
 
 
-def update_rows(db, changes: Sequence[RowChanges]) -> None:
-    """Writes every change in one UPDATE. Table and column names come from code, never
-    from input; values are rendered as SQL literals by the database layer."""
+class RowsNotFound(RuntimeError):
+    """The UPDATE changed nothing: some row it names does not exist (and with a cross join,
+    one missing row means no table is written at all). A bug, never a volunteer's doing."""
+
+
+def update_rows(db, changes: Sequence[RowChanges]) -> int:
+    """Writes every change in one UPDATE; returns the number of rows changed. Table and
+    column names come from code, never from input; values are rendered as SQL literals
+    by the database layer. Raises RowsNotFound if nothing changed."""
     changes = [c for c in changes if c.rows]
     if not changes:
-        return
+        return 0
     tables, assignments, conditions = [], [], []
     for index, change in enumerate(changes):
         alias = f"t{index}"
@@ -50,7 +56,10 @@ def update_rows(db, changes: Sequence[RowChanges]) -> None:
             base = f"{alias}.{column} + " if column in change.increments else ""
             assignments.append(f"{alias}.{column} = {base}{value}")
         conditions.append("(" + " or ".join(f"({c})" for c in row_conditions) + ")")
-    db.execute(f"update {', '.join(tables)} set {', '.join(assignments)} where {' and '.join(conditions)}")
+    changed = db.execute(f"update {', '.join(tables)} set {', '.join(assignments)} where {' and '.join(conditions)}")
+    if not changed:
+        raise RowsNotFound(f"an UPDATE of {', '.join(c.table for c in changes)} found nothing to change")
+    return changed
 
 
 def _sql(value: Any) -> str:

@@ -12,7 +12,10 @@ counters). Printed beside two baselines measured in this same run on the same da
 and against the reference: stock validators 710-750 results/s (database-bound: about 7.5
 statements and 4 fsyncs per result).
 
-Usage: python bench/validate.py [--n 2000] [--profile]
+With --policy rds, each output is a small .rds file written by Rscript (a list of a
+numeric vector and an integer) and compared as R objects through rpy2.
+
+Usage: python bench/validate.py [--n 2000] [--policy bitwise|rds] [--profile]
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import io
 import logging
 import pstats
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,7 +70,7 @@ def insert_people(db) -> None:
                        [[r[c] for c in columns] for r in rows])
 
 
-def make_workunits(config, db, work: Path, prefix: str, n: int) -> list[int]:
+def make_workunits(config, db, work: Path, prefix: str, n: int, output: bytes | None = None) -> list[int]:
     """n workunits, each with two reported successful results and their output files."""
     creator = WorkCreator(config, db, "r_job", "templates/bench_in", "templates/bench_out")
     inputs = work / f"{prefix}_in"
@@ -87,7 +91,7 @@ def make_workunits(config, db, work: Path, prefix: str, n: int) -> list[int]:
         for ref in parse_file_refs(row["xml_doc_in"], row["name"]):
             path = hier_path(ref.file_name, config.upload_dir, config.uldl_dir_fanout)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(f"answer {row['workunitid']}\n".encode())
+            path.write_bytes(output or f"answer {row['workunitid']}\n".encode())
     with db.transaction():
         db.executemany("update result set server_state = %s, outcome = %s, hostid = %s, userid = %s, sent_time = %s, "
                        "received_time = %s, elapsed_time = 3600, flops_estimate = 2e9, app_version_id = 1 "
@@ -100,9 +104,9 @@ def make_workunits(config, db, work: Path, prefix: str, n: int) -> list[int]:
 
 
 # --- what is measured ----------------------------------------------------------------------------
-def run_validator(config, log_path: Path, profile: bool) -> float:
+def run_validator(config, log_path: Path, profile: bool, policy: str = "bitwise") -> float:
     configure_logging("ext_validator", 2, open(log_path, "a"))  # a log file, as in production
-    options = DaemonOptions(one_pass=True, app="r_job", extra=MappingProxyType({}))
+    options = DaemonOptions(one_pass=True, app="r_job", extra=MappingProxyType({"policy": policy}))
     validator = Validator(config, options)
     profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()
@@ -167,8 +171,8 @@ def statements_for(db, wu_id: int) -> list[str]:
         update("team", ("id",), [{"id": 1, "expavg_credit": 1.5, "expavg_time": 1e9, "credit": 33.4}],
                ("expavg_credit", "expavg_time"), credit),
     ]
-    captured = []
-    update_rows(type("Capture", (), {"execute": lambda self, sql: captured.append(sql)})(), changes)
+    capture = _Capture()
+    update_rows(capture, changes)
     return [
         f"select wu.id, wu.name, wu.need_validate, wu.canonical_resultid, wu.transition_time, res.id, res.name, "
         f"res.server_state, res.outcome, res.validate_state, res.xml_doc_in, res.hostid, res.sent_time, "
@@ -179,8 +183,19 @@ def statements_for(db, wu_id: int) -> list[str]:
         f"on hav.host_id = h.id and hav.app_version_id in (1) where h.id in ({h}) for update",
         f"select id, teamid, total_credit, expavg_credit, expavg_time from user where id in ({u}) order by id for update",
         "select id, total_credit, expavg_credit, expavg_time from team where id in (1) order by id for update",
-        captured[0],
+        capture.statements[0],
     ]
+
+
+class _Capture:
+    """Stands in for the database to keep the statement text update_rows would send."""
+
+    def __init__(self):
+        self.statements: list[str] = []
+
+    def execute(self, sql: str) -> int:
+        self.statements.append(sql)
+        return 1
 
 
 def baseline_stock_pattern(db, wu_ids: list[int]) -> float:
@@ -216,6 +231,7 @@ def baseline_stock_pattern(db, wu_ids: list[int]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="workunits (two results each)")
+    parser.add_argument("--policy", choices=("bitwise", "rds"), default="bitwise")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the validator run")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-validate-"))
@@ -227,52 +243,60 @@ def main() -> int:
                                             server.settings("bench")))
         (config.project_dir / "templates" / "bench_in").write_text(IN_TEMPLATE)
         (config.project_dir / "templates" / "bench_out").write_text(OUT_TEMPLATE)
-        figures = run_all(config, work, args.n, args.profile)
+        figures = run_all(config, work, args.n, args.profile, args.policy)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    report(figures, args.n)
+    report(figures, args.n, args.policy)
     return 0
 
 
-def run_all(config, work: Path, n: int, profile: bool) -> dict[str, float]:
+def rds_output(work: Path) -> bytes:
+    path = work / "out.rds"
+    subprocess.run(["Rscript", "-e", f"saveRDS(list(estimate = c(1.5, 2.25, 1e-3), n = 10L), '{path}')"],
+                   check=True, capture_output=True, timeout=120)
+    return path.read_bytes()
+
+
+def run_all(config, work: Path, n: int, profile: bool, policy: str) -> dict[str, float]:
+    output = rds_output(work) if policy == "rds" else None
     with Database.for_project(config) as db:
         insert_people(db)
         print(f"setting up 3 x {n:,} workunits with 2 results each ...", file=sys.stderr)
         base_ids = make_workunits(config, db, work, "base", n)
         stock_ids = make_workunits(config, db, work, "stock", n)
-        ours_ids = make_workunits(config, db, work, "ours", n)
+        ours_ids = make_workunits(config, db, work, "ours", n, output)
         figures = {"bare_sql": 2 * n / baseline_bare_sql(db, base_ids),
                    "stock_pattern": 2 * n / baseline_stock_pattern(db, stock_ids)}
         # the baselines cleared their workunits' need_validate: the validator sees only its own
-        figures["ours"] = 2 * n / run_validator(config, work / "validator.log", profile)
+        figures["ours"] = 2 * n / run_validator(config, work / "validator.log", profile, policy)
         valid = db.scalar(f"select count(*) from result where validate_state = {VALIDATE_STATE_VALID} and "
                           f"workunitid in ({', '.join(map(str, ours_ids))})")
         if valid != 2 * n:
             raise SystemExit(f"expected {2 * n} valid results, found {valid}")
-        figures["statements"] = statements_per_result(db, config, work, n)
+        figures["statements"] = statements_per_result(db, config, work, n, output, policy)
     return figures
 
 
-def statements_per_result(db, config, work: Path, n: int) -> float:
+def statements_per_result(db, config, work: Path, n: int, output: bytes | None, policy: str) -> float:
     """Statements the server executed per result during a validator run of n/10 workunits."""
     small = max(n // 10, 1)
-    make_workunits(config, db, work, "count", small)
+    make_workunits(config, db, work, "count", small, output)
     before = int(db.query_one("show global status like 'Questions'")["Value"])
-    run_validator(config, work / "count.log", False)
+    run_validator(config, work / "count.log", False, policy)
     after = int(db.query_one("show global status like 'Questions'")["Value"])
     return (after - before - 1) / (2 * small)
 
 
-def report(f: dict[str, float], n: int) -> None:
+def report(f: dict[str, float], n: int, policy: str) -> None:
     low, high = STOCK_RESULTS_PER_S
-    print(f"\nvalidator, {n:,} workunits of quorum 2 ({2 * n:,} results), bitwise policy (results per second)")
+    print(f"\nvalidator, {n:,} workunits of quorum 2 ({2 * n:,} results), {policy} policy (results per second)")
     print(f"{'':40} {'results/s':>10} {'ours/this':>10}")
     print(f"{'ours (ext_validator, one pass)':40} {f['ours']:10,.0f} {1.0:10.2f}")
     print(f"{'baseline: bare SQL, our statements':40} {f['bare_sql']:10,.0f} {f['ours'] / f['bare_sql']:10.2f}")
     print(f"{'baseline: bare SQL, stock pattern':40} {f['stock_pattern']:10,.0f} {f['ours'] / f['stock_pattern']:10.2f}")
     print(f"stock validators {low:.0f}-{high:.0f} results/s (database-bound: about 7.5 statements and 4 fsyncs "
-          f"per result): ours is {f['ours'] / high:.1f}-{f['ours'] / low:.1f}x")
+          f"per result): ours is {f["ours"] / high:.2f}-{f["ours"] / low:.2f}x")
     print(f"ours: {f['statements']:.1f} statements per result (server-side count, BEGIN and COMMIT included), "
           f"one commit per workunit")
 

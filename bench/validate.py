@@ -296,7 +296,7 @@ def report(f: dict[str, float], n: int, policy: str) -> None:
     print(f"{'baseline: bare SQL, our statements':40} {f['bare_sql']:10,.0f} {f['ours'] / f['bare_sql']:10.2f}")
     print(f"{'baseline: bare SQL, stock pattern':40} {f['stock_pattern']:10,.0f} {f['ours'] / f['stock_pattern']:10.2f}")
     print(f"stock validators {low:.0f}-{high:.0f} results/s (database-bound: about 7.5 statements and 4 fsyncs "
-          f"per result): ours is {f["ours"] / high:.2f}-{f["ours"] / low:.2f}x")
+          f"per result): ours is {f['ours'] / high:.2f}-{f['ours'] / low:.2f}x")
     print(f"ours: {f['statements']:.1f} statements per result (server-side count, BEGIN and COMMIT included), "
           f"one commit per workunit")
 

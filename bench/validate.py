@@ -34,18 +34,18 @@ from types import MappingProxyType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from boinc_ext.boinc_schema import blank_row  # noqa: E402
-from boinc_ext.daemon import DaemonOptions, configure_logging  # noqa: E402
-from boinc_ext.db import Database  # noqa: E402
-from boinc_ext.dbserver import MariaDBServer  # noqa: E402
-from boinc_ext.hierarchy import hier_path  # noqa: E402
-from boinc_ext.project import ProjectSpec, create_project  # noqa: E402
-from boinc_ext.server.results import create_result_rows  # noqa: E402
-from boinc_ext.states import OUTCOME_SUCCESS, SERVER_STATE_OVER, VALIDATE_STATE_VALID  # noqa: E402
-from boinc_ext.validator.daemon import Validator  # noqa: E402
-from boinc_ext.validator.output_files import parse_file_refs  # noqa: E402
-from boinc_ext.validator.row_updates import RowChanges, update_rows  # noqa: E402
-from boinc_ext.work import WorkCreator, WorkunitRequest  # noqa: E402
+from boinc_ext.boinc_schema import blank_row
+from boinc_ext.daemon import DaemonOptions, configure_logging
+from boinc_ext.db import Database
+from boinc_ext.dbserver import MariaDBServer
+from boinc_ext.hierarchy import hier_path
+from boinc_ext.project import ProjectSpec, create_project
+from boinc_ext.server.results import create_result_rows
+from boinc_ext.states import OUTCOME_SUCCESS, SERVER_STATE_OVER, VALIDATE_STATE_VALID
+from boinc_ext.validator.daemon import Validator
+from boinc_ext.validator.output_files import parse_file_refs
+from boinc_ext.validator.row_updates import RowChanges, update_rows
+from boinc_ext.work import WorkCreator, WorkunitRequest
 
 STOCK_RESULTS_PER_S = (710.0, 750.0)
 N_USERS, N_HOSTS = 100, 200
@@ -105,7 +105,12 @@ def make_workunits(config, db, work: Path, prefix: str, n: int, output: bytes | 
 
 # --- what is measured ----------------------------------------------------------------------------
 def run_validator(config, log_path: Path, profile: bool, policy: str = "bitwise") -> float:
-    configure_logging("ext_validator", 2, open(log_path, "a"))  # a log file, as in production
+    with open(log_path, "a") as log:  # a log file, as in production
+        return _timed_run(config, log, profile, policy, log_path)
+
+
+def _timed_run(config, log, profile: bool, policy: str, log_path: Path) -> float:
+    configure_logging("ext_validator", 2, log)
     options = DaemonOptions(one_pass=True, app="r_job", extra=MappingProxyType({"policy": policy}))
     validator = Validator(config, options)
     profiler = cProfile.Profile() if profile else None
@@ -174,13 +179,13 @@ def statements_for(db, wu_id: int) -> list[str]:
     capture = _Capture()
     update_rows(capture, changes)
     return [
-        f"select wu.id, wu.name, wu.need_validate, wu.canonical_resultid, wu.transition_time, res.id, res.name, "
-        f"res.server_state, res.outcome, res.validate_state, res.xml_doc_in, res.hostid, res.sent_time, "
-        f"res.received_time from workunit wu left join result res on res.workunitid = wu.id "
-        f"where wu.id = {wu_id} and wu.need_validate > 0 for update",
-        f"select h.id, h.userid, h.total_credit, h.expavg_credit, h.expavg_time, h.avg_turnaround, hav.host_id, "
-        f"hav.app_version_id, hav.max_jobs_per_day, hav.consecutive_valid from host h left join host_app_version hav "
-        f"on hav.host_id = h.id and hav.app_version_id in (1) where h.id in ({h}) for update",
+        (f"select wu.id, wu.name, wu.need_validate, wu.canonical_resultid, wu.transition_time, res.id, res.name, "
+         f"res.server_state, res.outcome, res.validate_state, res.xml_doc_in, res.hostid, res.sent_time, "
+         f"res.received_time from workunit wu left join result res on res.workunitid = wu.id "
+         f"where wu.id = {wu_id} and wu.need_validate > 0 for update"),
+        (f"select h.id, h.userid, h.total_credit, h.expavg_credit, h.expavg_time, h.avg_turnaround, hav.host_id, "
+         f"hav.app_version_id, hav.max_jobs_per_day, hav.consecutive_valid from host h left join host_app_version "
+         f"hav on hav.host_id = h.id and hav.app_version_id in (1) where h.id in ({h}) for update"),
         f"select id, teamid, total_credit, expavg_credit, expavg_time from user where id in ({u}) order by id for update",
         "select id, total_credit, expavg_credit, expavg_time from team where id in (1) order by id for update",
         capture.statements[0],

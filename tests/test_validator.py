@@ -13,9 +13,18 @@ from boinc_ext import ext_schema
 from boinc_ext.daemon import EXIT_FAILED, EXIT_OK, DaemonOptions
 from boinc_ext.project_xml import ProjectXml, register
 from boinc_ext.states import (
-    ASSIMILATE_READY, INT_MAX, OUTCOME_DIDNT_NEED, OUTCOME_SUCCESS, OUTCOME_VALIDATE_ERROR,
-    SERVER_STATE_IN_PROGRESS, SERVER_STATE_OVER, VALIDATE_STATE_INCONCLUSIVE, VALIDATE_STATE_INIT,
-    VALIDATE_STATE_INVALID, VALIDATE_STATE_VALID, WU_ERROR_TOO_MANY_SUCCESS_RESULTS,
+    ASSIMILATE_READY,
+    INT_MAX,
+    OUTCOME_DIDNT_NEED,
+    OUTCOME_SUCCESS,
+    OUTCOME_VALIDATE_ERROR,
+    SERVER_STATE_IN_PROGRESS,
+    SERVER_STATE_OVER,
+    VALIDATE_STATE_INCONCLUSIVE,
+    VALIDATE_STATE_INIT,
+    VALIDATE_STATE_INVALID,
+    VALIDATE_STATE_VALID,
+    WU_ERROR_TOO_MANY_SUCCESS_RESULTS,
 )
 from boinc_ext.validator import events
 from boinc_ext.validator.credit import CreditMode
@@ -352,10 +361,10 @@ def test_sigkill_mid_workunit_then_restart(lab, volunteers, project, tmp_path):
     assert lab.row("host", volunteers["hosts"][0])["total_credit"] == 0
 
     out = subprocess.run(_daemon_command(project, "--one_pass", "-d", "3"), env=subprocess_env(),
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == EXIT_OK, out.stderr
     assert f"[WU#{first} kill_a] {events.CANONICAL_FOUND}" in out.stderr
-    out = subprocess.run(_daemon_command(project, "--one_pass"), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(_daemon_command(project, "--one_pass"), capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == EXIT_OK, out.stderr
     for wu_id in (first, second):
         assert lab.wu(wu_id)["need_validate"] == 0 and lab.wu(wu_id)["canonical_resultid"]
@@ -365,21 +374,21 @@ def test_sigkill_mid_workunit_then_restart(lab, volunteers, project, tmp_path):
 
 def test_module_entry_point_and_usage_errors(project):
     out = subprocess.run([sys.executable, "-m", "boinc_ext.validator.daemon", "--project_dir",
-                          str(project.project_dir), "--one_pass"], capture_output=True, text=True, timeout=60)
+                          str(project.project_dir), "--one_pass"], capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == EXIT_FAILED and "--app NAME is required" in out.stderr
     out = subprocess.run(_daemon_command(project, "--no_credit", "--credit_from_wu"),
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 2 and "not allowed with" in out.stderr
     out = subprocess.run(_daemon_command(project, "--one_pass", "--policy", "bitwise", "--rel_tolerance", "1e-3"),
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == EXIT_FAILED and "unknown option 'rel_tolerance'" in out.stderr
     out = subprocess.run(_daemon_command(project, "--one_pass", "--policy", "nosuch"),
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == EXIT_FAILED and "--policy nosuch" in out.stderr
 
 
 @needs_stock
-def test_on_a_database_made_from_stock_boinc_schema(stock_db, project, tmp_path):
+def test_on_a_database_made_from_stock_boinc_schema(stock_db, project, tmp_path):  # noqa: F811
     """The same validation on tables made by stock BOINC's schema.sql and constraints.sql."""
     ext_schema.migrate(stock_db)
     register(stock_db, ProjectXml.load())

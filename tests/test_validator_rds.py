@@ -8,12 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from boinc_ext.daemon import EXIT_OK
-from boinc_ext.states import OUTCOME_VALIDATE_ERROR, VALIDATE_STATE_INVALID, VALIDATE_STATE_VALID
+from boinc_ext.states import (
+    OUTCOME_VALIDATE_ERROR,
+    VALIDATE_STATE_INVALID,
+    VALIDATE_STATE_VALID,
+)
 from boinc_ext.validator.errors import PermanentValidationError
 from boinc_ext.validator.output_files import OutputFile
 from boinc_ext.validator.rds_guard import UnsafeRds, check_serialized, decompress_rds
@@ -67,7 +70,7 @@ def policy():
     try:
         from boinc_ext.validator.rds import RdsPolicy
         return RdsPolicy()
-    except Exception as exc:  # rpy2 missing, or R cannot start embedded
+    except (ImportError, RuntimeError, OSError) as exc:  # rpy2 missing, or R cannot start embedded
         pytest.skip(f"rpy2 cannot start R here: {exc}")
 
 

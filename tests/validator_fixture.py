@@ -10,13 +10,20 @@ import itertools
 import os
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any, ClassVar
+
 
 from boinc_ext.boinc_schema import blank_row
 from boinc_ext.daemon import DaemonOptions
 from boinc_ext.hierarchy import hier_path
 from boinc_ext.server.results import create_result_rows
-from boinc_ext.states import OUTCOME_SUCCESS, SERVER_STATE_IN_PROGRESS, SERVER_STATE_OVER
+from boinc_ext.states import (
+    OUTCOME_SUCCESS,
+    SERVER_STATE_IN_PROGRESS,
+    SERVER_STATE_OVER,
+)
 from boinc_ext.validator.bitwise import BitwisePolicy
 from boinc_ext.validator.daemon import Validator
 from boinc_ext.validator.output_files import parse_file_refs
@@ -163,7 +170,7 @@ class SlowBitwisePolicy(BitwisePolicy):
     seconds: a window in which tests kill the daemon mid-workunit."""
 
     name = "slow_bitwise"
-    settings = {"delay": float, "marker": str}
+    settings: ClassVar[Mapping[str, Any]] = {"delay": float, "marker": str}
 
     def __init__(self, delay: float = 0.0, marker: str = ""):
         super().__init__(delay=delay, marker=marker)

@@ -23,7 +23,12 @@ from ..daemon import Daemon, DaemonConfigError, main_for
 from ..states import OUTCOME_VALIDATE_ERROR, VALIDATE_STATE_VALID
 from . import events
 from .bookkeeping import Bookkeeping, BookkeepingSettings
-from .credit import DEFAULT_MAX_GRANTED_CREDIT, CreditConfigError, CreditMode, CreditRules
+from .credit import (
+    DEFAULT_MAX_GRANTED_CREDIT,
+    CreditConfigError,
+    CreditMode,
+    CreditRules,
+)
 from .decision import RESULT_COLUMNS, WorkunitValidation
 from .errors import PolicyConfigError
 from .output_files import OutputLocator

@@ -9,9 +9,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..states import (
-    ASSIMILATE_READY, INT_MAX, OUTCOME_DIDNT_NEED, OUTCOME_SUCCESS, OUTCOME_VALIDATE_ERROR,
-    SERVER_STATE_OVER, SERVER_STATE_UNSENT, VALIDATE_STATE_INCONCLUSIVE, VALIDATE_STATE_INIT,
-    VALIDATE_STATE_INVALID, VALIDATE_STATE_VALID, WU_ERROR_TOO_MANY_SUCCESS_RESULTS,
+    ASSIMILATE_READY,
+    INT_MAX,
+    OUTCOME_DIDNT_NEED,
+    OUTCOME_SUCCESS,
+    OUTCOME_VALIDATE_ERROR,
+    SERVER_STATE_OVER,
+    SERVER_STATE_UNSENT,
+    VALIDATE_STATE_INCONCLUSIVE,
+    VALIDATE_STATE_INIT,
+    VALIDATE_STATE_INVALID,
+    VALIDATE_STATE_VALID,
+    WU_ERROR_TOO_MANY_SUCCESS_RESULTS,
 )
 from . import events
 from .credit import CreditMode, CreditRules
@@ -57,7 +66,7 @@ class WorkunitValidation:
         self.wu = dict(self.wu)
         self.results = [dict(r) for r in self.results]
 
-    def decide(self) -> "WorkunitValidation":
+    def decide(self) -> WorkunitValidation:
         if self.wu["canonical_resultid"]:
             self._check_late_results()
         else:

@@ -15,7 +15,11 @@ from pathlib import Path
 from ..config import ProjectConfig
 from ..hierarchy import BadFileName, check_file_name, subdir_for
 from ..xmlutil import XmlError, child_text, flag, parse_fragment
-from .errors import PermanentValidationError, TransientValidationError, classify_os_error
+from .errors import (
+    PermanentValidationError,
+    TransientValidationError,
+    classify_os_error,
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class OutputLocator:
         self._root = str(upload_dir)
 
     @classmethod
-    def for_project(cls, config: ProjectConfig) -> "OutputLocator":
+    def for_project(cls, config: ProjectConfig) -> OutputLocator:
         return cls(config.upload_dir, config.uldl_dir_fanout)
 
     def files_to_validate(self, xml_doc_in: bytes | str, result_name: str) -> list[OutputFile]:

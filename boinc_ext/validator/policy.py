@@ -39,7 +39,7 @@ class ValidationPolicy(abc.ABC):
         self.options = options
 
     @classmethod
-    def from_settings(cls, raw: Mapping[str, str]) -> "ValidationPolicy":
+    def from_settings(cls, raw: Mapping[str, str]) -> ValidationPolicy:
         """Builds the policy from option texts; unknown names and bad values are refused."""
         values = {}
         for key, text in raw.items():

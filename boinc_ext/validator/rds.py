@@ -16,9 +16,9 @@ rpy2 is imported here only, so a validator that uses another policy starts witho
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from .bitwise import file_digest
 from .errors import PermanentValidationError
@@ -81,7 +81,7 @@ class RValue:
 
 class RdsPolicy(ValidationPolicy):
     name = "rds"
-    settings = {"rel_tolerance": _positive_float, "max_bytes": _positive_int}
+    settings: ClassVar[Mapping[str, Any]] = {"rel_tolerance": _positive_float, "max_bytes": _positive_int}
 
     def __init__(self, rel_tolerance: float = DEFAULT_REL_TOLERANCE, max_bytes: int = DEFAULT_MAX_BYTES):
         super().__init__(rel_tolerance=rel_tolerance, max_bytes=max_bytes)
@@ -116,7 +116,7 @@ class RdsPolicy(ValidationPolicy):
 class _R:
     """The embedded R session, started once per process."""
 
-    _instance: "_R | None" = None
+    _instance: _R | None = None
 
     def __init__(self):
         import rpy2.rinterface as ri
@@ -128,7 +128,7 @@ class _R:
         self._same = ri.baseenv["eval"](ri.parse(_R_SAME))
 
     @classmethod
-    def instance(cls) -> "_R":
+    def instance(cls) -> _R:
         if cls._instance is None:
             cls._instance = cls()
         return cls._instance

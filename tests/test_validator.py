@@ -304,6 +304,15 @@ def test_wu_id_mod_and_other_apps(lab, volunteers, project):
     assert lab.wu(ids[3])["need_validate"] == 0
 
 
+def test_wu_id_range(lab, volunteers):
+    ids = [lab.workunit(f"range{i}") for i in range(4)]
+    for i in range(4):
+        lab.report(f"range{i}_0", volunteers["hosts"][0], GOOD)
+        lab.report(f"range{i}_1", volunteers["hosts"][1], GOOD)
+    assert lab.run(min_wu_id=ids[1], max_wu_id=ids[2]) == EXIT_OK
+    assert [lab.wu(i)["need_validate"] for i in ids] == [1, 0, 0, 1]
+
+
 def test_unknown_app_and_missing_app_fail_clearly(lab, project):
     assert Validator(project, _options(app="nope")).run() == EXIT_FAILED
     assert Validator(project, _options(app=None)).run() == EXIT_FAILED

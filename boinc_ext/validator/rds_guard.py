@@ -261,8 +261,8 @@ class _Walker:
         self.stack += [_BC_CONSTS, _ITEM]  # the code vector, then the constant pool
 
     def bc_consts(self) -> None:
-        count = self.length()
-        if count * 4 > len(self.data) - self.pos:
+        count = self.int()
+        if count < 0 or count * 4 > len(self.data) - self.pos:
             raise self.fail(f"{count} byte-code constants cannot fit in what is left of the stream")
         self.stack.extend([_BC_CONST] * count)
 

@@ -25,7 +25,7 @@ from boinc_ext.server.uploads import (STATUS_OK, STATUS_PERMANENT, STATUS_TRANSI
 
 from wsgi_server import serving
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "client-interop"
+CAPTURES = Path(__file__).resolve().parent / "data" / "client-interop"   # copied from shared/reference
 UPLOAD_PATH = "/test_cgi/file_upload_handler"
 _SIGNATURE = re.compile(rb"<xml_signature>.*?</xml_signature>", re.DOTALL)
 

@@ -39,6 +39,11 @@ def _staged(project):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
+def _app_files(project):
+    """What `project create` staged: the signed app-version files (the r_job wrapper)."""
+    return sorted(p.name for p in project.download_dir.glob("*.pyz"))
+
+
 def test_xml_doc_row_and_staging_match_stock(project, project_db, templates, inputs):
     script, data = inputs
     before = int(time.time())
@@ -128,13 +133,13 @@ def test_missing_input_file(project, project_db, templates, inputs, tmp_path):
     with pytest.raises(WorkError, match="nope.csv: no such file"):
         _creator(project, project_db, templates).create(
             WorkunitRequest("wu_x", [inputs[0], tmp_path / "nope.csv"]))
-    _assert_nothing_left(project, project_db, [])
+    _assert_nothing_left(project, project_db, _app_files(project))
 
 
 def test_missing_staged_name(project, project_db, templates, inputs):
     with pytest.raises(WorkError, match="not in the download hierarchy"):
         _creator(project, project_db, templates).create(WorkunitRequest("wu_x", [inputs[0], "ghost.csv"]))
-    _assert_nothing_left(project, project_db, [])
+    _assert_nothing_left(project, project_db, _app_files(project))
 
 
 def test_unknown_app(project, project_db, templates):
@@ -211,7 +216,7 @@ def test_bad_names_and_limits(project, project_db, templates, inputs, tmp_path):
         creator.create(WorkunitRequest("ok", list(inputs), params={"rsc_fpops_bound": 0}))
     with pytest.raises(WorkError, match="limit"):
         creator.create(WorkunitRequest("ok", list(inputs), additional_xml="<x>" + "y" * 70000 + "</x>"))
-    _assert_nothing_left(project, project_db, [])
+    _assert_nothing_left(project, project_db, _app_files(project))
 
 
 def test_changed_input_with_a_staged_name_is_refused(project, project_db, templates, inputs, tmp_path):

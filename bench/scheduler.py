@@ -40,6 +40,7 @@ from boinc_ext.dbserver import MariaDBServer  # noqa: E402
 from boinc_ext.project import ProjectSpec, create_project  # noqa: E402
 from boinc_ext.server.scheduler import scheduler_url  # noqa: E402
 from boinc_ext.server.transitioner import Transitioner  # noqa: E402
+from boinc_ext.volunteer import free_port  # noqa: E402
 from boinc_ext.work import WorkCreator, WorkunitRequest  # noqa: E402
 from sched_client import scheduler_request  # noqa: E402
 from test_scheduler import make_user  # noqa: E402
@@ -51,12 +52,6 @@ OUT_TEMPLATE = ("<output_template><file_info><name><OUTFILE_0/></name><generated
                 "<upload_when_present/><max_nbytes>100000</max_nbytes><url><UPLOAD_URL/></url></file_info>"
                 "<result><file_ref><file_name><OUTFILE_0/></file_name><open_name>out</open_name></file_ref>"
                 "</result></output_template>")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def set_up(base: Path, n: int) -> tuple[MariaDBServer, ProjectConfig, float]:

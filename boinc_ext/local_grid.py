@@ -7,9 +7,16 @@ pids it holds.
 from __future__ import annotations
 
 import logging
+import shutil
+import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from wrapper.build import build_zipapp
 
 from .config import ProjectConfig
 from .daemonctl import FAILED, start_daemons, stop_daemons
@@ -128,8 +135,6 @@ class LocalGrid:
                        (volunteer_prefs(self.checkpoint_period), authenticator))
 
     def _wait_for_server(self, timeout: float = 30.0) -> None:
-        import socket
-        from urllib.parse import urlsplit
         port = urlsplit(self.url).port
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -145,10 +150,6 @@ class LocalGrid:
 def run_locally(script: Path, data: list[Path], seed: int, workdir: Path) -> Path:
     """Runs a job's script on this machine the way a volunteer's wrapper runs it (the same
     wrapper, standalone, same seed); returns the result.rds it wrote."""
-    import shutil
-    import subprocess
-    import sys
-    from wrapper.build import build_zipapp
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(script, workdir / "script.R")
     for path in data:
@@ -163,7 +164,6 @@ def run_locally(script: Path, data: list[Path], seed: int, workdir: Path) -> Pat
 
 def same_r_value(a: Path, b: Path, tolerance: float = 1e-9) -> bool:
     """True if the two .rds files hold equal R values (numbers within `tolerance`)."""
-    import subprocess
     code = (f"a <- readRDS('{a}'); b <- readRDS('{b}'); "
             f"quit(status = if (isTRUE(all.equal(a, b, tolerance = {tolerance!r}))) 0 else 1)")
     return subprocess.run(["Rscript", "-e", code], capture_output=True, timeout=120).returncode == 0

@@ -158,7 +158,7 @@ def _reported(element: etree._Element) -> ReportedResult:
         peak_swap_size=_float(element, "final_peak_swap_size"),
         peak_disk_usage=_float(element, "final_peak_disk_usage"),
         stderr_out=_tail_bytes(stderr_text, STDERR_LIMIT),
-        xml_doc_out=_tail_bytes(outputs, XML_DOC_OUT_LIMIT) if len(outputs) > XML_DOC_OUT_LIMIT else outputs,
+        xml_doc_out=_tail_bytes(outputs, XML_DOC_OUT_LIMIT),
     )
 
 

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 from types import MappingProxyType
 
-from boinc_ext.assimilator.outputs import output_files
 from boinc_ext.daemon import DaemonOptions
 from boinc_ext.jobs.submit import submit_job
 from boinc_ext.jobs.work_generator import WorkGenerator
+from boinc_ext.result_files import output_paths
 from boinc_ext.server.transitioner import Transitioner
 from boinc_ext.states import (ASSIMILATE_READY, INT_MAX, OUTCOME_CLIENT_ERROR, OUTCOME_SUCCESS,
                               SERVER_STATE_IN_PROGRESS, SERVER_STATE_OVER, VALIDATE_STATE_VALID)
@@ -67,7 +67,7 @@ def results_of(db, wu_id: int) -> list[dict]:
 
 def report_success(project, db, result: dict, rds: bytes, stdout: bytes | None = b"[1] 3\n") -> None:
     """A task that ran and uploaded its outputs, as the scheduler and upload handler leave it."""
-    files = output_files(project, result)
+    files = output_paths(project, result)
     files["result.rds"].parent.mkdir(parents=True, exist_ok=True)
     files["result.rds"].write_bytes(rds)
     if stdout is not None:

@@ -12,13 +12,13 @@ import pytest
 
 from boinc_ext.assimilator.daemon import EVENT_ASSIMILATED, EVENT_DEFERRED, EVENT_NO_CANONICAL, Assimilator
 from boinc_ext.assimilator.failure_report import task_stderr
-from boinc_ext.assimilator.outputs import output_files
 from boinc_ext.assimilator.r_job import EVENT_JOB_DONE, EVENT_NO_JOB, assimilate_r_job
 from boinc_ext.daemon import EXIT_FAILED, EXIT_OK, DaemonOptions
 from boinc_ext.jobs import store
 from boinc_ext.jobs.result_store import result_dir
 from boinc_ext.server.transitioner import Transitioner
 from boinc_ext.jobs.r_job_templates import OUTPUT_TEMPLATE, ensure_input_template, install_r_job_templates
+from boinc_ext.result_files import output_paths
 from boinc_ext.states import (ASSIMILATE_DONE, ASSIMILATE_INIT, ASSIMILATE_READY, FILE_DELETE_READY,
                               WU_ERROR_NO_CANONICAL_RESULT, WU_ERROR_TOO_MANY_ERROR_RESULTS)
 from boinc_ext.work import WorkCreator, WorkunitRequest
@@ -158,7 +158,7 @@ def test_unavailable_upload_directory_defers(project, project_db, tmp_path, capl
 def test_missing_result_file_fails_the_job(project, project_db, tmp_path):
     job_id, wu_id = valid_job(project, project_db, tmp_path / "in")
     (canonical,) = results_of(project_db, wu_id)
-    output_files(project, canonical)["result.rds"].unlink()
+    output_paths(project, canonical)["result.rds"].unlink()
     assert run_once(Assimilator, project) == EXIT_OK
     job = store.load_job(project_db, job_id)
     assert job.state == "failed" and "has no result.rds" in job.error_msg

@@ -4,10 +4,12 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from boinc_ext.hierarchy import hier_path
+from boinc_ext.result_files import ResultFilesError, output_paths, parse_file_refs
 from boinc_ext.validator.credit import (
     CREDIT_HALF_LIFE,
     CreditConfigError,
@@ -23,7 +25,7 @@ from boinc_ext.validator.errors import (
     PolicyConfigError,
     TransientValidationError,
 )
-from boinc_ext.validator.output_files import OutputLocator, parse_file_refs
+from boinc_ext.validator.output_files import OutputLocator
 from boinc_ext.validator.policy import load_policy
 
 XML_DOC_IN = """<file_info>
@@ -77,11 +79,21 @@ def test_file_refs():
     refs = parse_file_refs(XML_DOC_IN.encode(), "wu_0")
     assert [(r.file_name, r.open_name, r.optional, r.no_validate) for r in refs] == [
         ("wu_0_r1_0", "result.rds", False, False), ("wu_0_r1_1", "stdout.txt", True, True)]
-    with pytest.raises(PermanentValidationError, match="no <file_info>"):
+    with pytest.raises(ResultFilesError, match="no <file_info>"):
         parse_file_refs("<result><file_ref><file_name>x</file_name></file_ref></result>", "r")
-    with pytest.raises(PermanentValidationError, match="malformed"):
+    with pytest.raises(ResultFilesError, match="malformed"):
         parse_file_refs("<result><file_ref>", "r")
 
+
+
+def test_output_paths_check_open_names(tmp_path):
+    config = SimpleNamespace(upload_dir=tmp_path, uldl_dir_fanout=1024)
+    result = {"name": "wu_0", "xml_doc_in": XML_DOC_IN}
+    assert output_paths(config, result) == {"result.rds": hier_path("wu_0_r1_0", tmp_path, 1024),
+                                            "stdout.txt": hier_path("wu_0_r1_1", tmp_path, 1024)}
+    escaping = {**result, "xml_doc_in": XML_DOC_IN.replace("result.rds", "../result.rds")}
+    with pytest.raises(ResultFilesError, match="open name"):
+        output_paths(config, escaping)
 
 def test_locator(tmp_path):
     upload = tmp_path / "upload"

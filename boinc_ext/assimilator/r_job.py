@@ -13,9 +13,9 @@ from pathlib import Path
 from ..jobs import store
 from ..jobs.model import RESULT_NAME, STDOUT_NAME, TERMINAL_STATES, Job
 from ..jobs.result_store import copy_atomically, result_path
+from ..result_files import ResultFilesError, output_paths
 from .context import AssimilationContext, AssimilationDeferred
 from .failure_report import failure_message
-from .outputs import OutputListError, output_files
 
 EVENT_JOB_DONE = "job done"
 EVENT_JOB_FAILED = "job failed"
@@ -35,8 +35,8 @@ def assimilate_r_job(ctx: AssimilationContext) -> None:
         _fail(ctx, job, failure_message(ctx.wu, ctx.results))
         return
     try:
-        outputs = output_files(ctx.config, ctx.canonical)
-    except OutputListError as exc:
+        outputs = output_paths(ctx.config, ctx.canonical)
+    except ResultFilesError as exc:
         _fail(ctx, job, f"the valid result {ctx.canonical['name']} lists no usable output files: {exc}")
         return
     if not ctx.config.upload_dir.is_dir():

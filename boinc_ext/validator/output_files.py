@@ -1,10 +1,5 @@
-"""Where a result's output files are: its xml_doc_in `<file_ref>`s, through the upload hierarchy.
-
-Each `<result><file_ref>` names a `<file_info>` of the same document (file_name), the name
-the app wrote it under (open_name), and whether it may be missing (`<optional/>`) or is
-not compared at all (`<no_validate/>`). Physical names are checked before they become
-paths, so that nothing a volunteer influences can leave the upload directory.
-"""
+"""Where the files to validate for a result are: its output file_refs (result_files), minus
+`<no_validate/>` ones, located in the upload hierarchy and checked to be there."""
 from __future__ import annotations
 
 import os
@@ -13,23 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ProjectConfig
-from ..hierarchy import BadFileName, check_file_name, subdir_for
-from ..xmlutil import XmlError, child_text, flag, parse_fragment
+from ..hierarchy import subdir_for
+from ..result_files import FileRef, ResultFilesError, parse_file_refs
 from .errors import (
     PermanentValidationError,
     TransientValidationError,
     classify_os_error,
 )
-
-
-@dataclass(frozen=True)
-class FileRef:
-    """One `<file_ref>` of a result's xml_doc_in."""
-
-    file_name: str
-    open_name: str
-    optional: bool = False
-    no_validate: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,27 +25,6 @@ class OutputFile:
     open_name: str
     path: str | Path
     present: bool = True
-
-
-def parse_file_refs(xml_doc_in: bytes | str, result_name: str) -> list[FileRef]:
-    """The output file_refs of a result, in document order; malformed input is permanent."""
-    what = f"result {result_name} xml_doc_in"
-    text = xml_doc_in.decode("utf-8", "replace") if isinstance(xml_doc_in, bytes) else xml_doc_in
-    try:
-        elements = parse_fragment(text, what)
-    except XmlError as exc:
-        raise PermanentValidationError(str(exc)) from None
-    info_names = {child_text(e, "name") for e in elements if e.tag == "file_info"}
-    refs = []
-    for result in (e for e in elements if e.tag == "result"):
-        for element in result.findall("file_ref"):
-            file_name = child_text(element, "file_name") or ""
-            if file_name not in info_names:
-                raise PermanentValidationError(f"{what}: <file_ref> names {file_name!r}, which no "
-                                               f"<file_info> describes")
-            refs.append(FileRef(file_name, child_text(element, "open_name") or file_name,
-                                flag(element, "optional"), flag(element, "no_validate")))
-    return refs
 
 
 class OutputLocator:
@@ -79,12 +43,11 @@ class OutputLocator:
         """The result's outputs minus `<no_validate/>` ones. A missing required file is a
         PermanentValidationError; an unreachable upload directory a TransientValidationError."""
         self._check_upload_dir()
-        files = []
-        for ref in parse_file_refs(xml_doc_in, result_name):
-            if ref.no_validate:
-                continue
-            files.append(self._locate(ref, result_name))
-        return files
+        try:
+            refs = parse_file_refs(xml_doc_in, result_name)
+        except ResultFilesError as exc:
+            raise PermanentValidationError(str(exc)) from None
+        return [self._locate(ref, result_name) for ref in refs if not ref.no_validate]
 
     def _check_upload_dir(self) -> None:
         """Opening the directory is what fails on a dead mount (stock's ERR_OPENDIR); listing
@@ -96,10 +59,6 @@ class OutputLocator:
                                            f"{exc.strerror or exc}") from None
 
     def _locate(self, ref: FileRef, result_name: str) -> OutputFile:
-        try:
-            check_file_name(ref.file_name, f"result {result_name}: output file name")
-        except BadFileName as exc:
-            raise PermanentValidationError(str(exc)) from None
         path = self._path(ref.file_name)
         what = f"result {result_name}: output {ref.open_name} ({path})"
         try:

@@ -455,6 +455,31 @@ def test_libboinc_signs_string_identically(boinc_crypt, tmp_path, key_pair):
     assert boinc_crypt.generate_signature(text, struct) == crypto.sign_string(text, private)
 
 
+def test_libboinc_signs_identically_with_the_python_fallback(boinc_crypt, tmp_path, key_pair, monkeypatch):
+    private, _ = key_pair
+    crypto.write_key(tmp_path / "priv", private)
+    struct = boinc_crypt.read_key_file(tmp_path / "priv")
+    text = crypto.upload_certificate_text("wu_8_r5_0", 100000)
+    monkeypatch.setattr(crypto, "_openssl_signer", lambda key: None)
+    assert boinc_crypt.generate_signature(text, struct) == crypto.sign_string(text, private)
+
+
+# --- 3b. the libcrypto private op against the pure-Python one ---------------
+
+
+@pytest.mark.skipif(crypto.private_key_backend() != "openssl", reason="no OpenSSL 3 libcrypto here")
+def test_openssl_and_python_private_ops_agree(key_pair, other_key_pair):
+    payloads = [b"0" * 32, b"f" * 32, os.urandom(16).hex().encode(), b"x", b"\xff" * 117]
+    for private, _ in (key_pair, other_key_pair, crypto.generate_key_pair()):
+        for payload in payloads:
+            assert crypto._openssl_signer(private).sign(payload) == crypto._python_sign(payload, private)
+
+
+def test_signer_is_loaded_once_per_key(key_pair):
+    private, _ = key_pair
+    assert crypto._openssl_signer(private) is crypto._openssl_signer(PrivateKey.from_text(private.to_text()))
+
+
 # --- 4. rejections ----------------------------------------------------------
 
 

@@ -53,7 +53,7 @@ def test_valid_workunit_stores_the_canonical_result(project, project_db, tmp_pat
 
     assert stored(project, job_id) == {"result.rds": b"rds of the second", "stdout.txt": b"out 2"}
     job = store.load_job(project_db, job_id)
-    assert (job.state, job.workunitid, job.error_msg) == ("done", wu_id, None)
+    assert (job.state, job.workunit_id, job.error) == ("done", wu_id, None)
     assert job.finish_time >= before
     wu = wu_row(project_db, wu_id)
     assert wu["assimilate_state"] == ASSIMILATE_DONE and before <= wu["transition_time"] <= int(time.time())
@@ -83,10 +83,10 @@ def test_errored_workunit_fails_the_job_with_rs_error(project, project_db, tmp_p
     assert run_once(Assimilator, project) == EXIT_OK
     job = store.load_job(project_db, job_id)
     assert job.state == "failed" and job.finish_time > 0
-    assert "too many tasks failed" in job.error_msg
-    assert R_ERROR in job.error_msg
-    assert "exit status 1" in job.error_msg and "process exited with code 1" in job.error_msg
-    assert job.error_msg.count(R_ERROR) == 1  # the same stderr from every task is shown once
+    assert "too many tasks failed" in job.error
+    assert R_ERROR in job.error
+    assert "exit status 1" in job.error and "process exited with code 1" in job.error
+    assert job.error.count(R_ERROR) == 1  # the same stderr from every task is shown once
     assert stored(project, job_id) == {}
     assert wu_row(project_db, wu_id)["assimilate_state"] == ASSIMILATE_DONE
 
@@ -98,7 +98,7 @@ def test_no_canonical_result_sets_error_bit_32(project, project_db, tmp_path, ca
         assert run_once(Assimilator, project) == EXIT_OK
     assert wu_row(project_db, wu_id)["error_mask"] == WU_ERROR_NO_CANONICAL_RESULT
     job = store.load_job(project_db, job_id)
-    assert job.state == "failed" and "no valid result" in job.error_msg
+    assert job.state == "failed" and "no valid result" in job.error
     assert any(EVENT_NO_CANONICAL in r.getMessage() for r in caplog.records)
 
 
@@ -133,7 +133,7 @@ def test_job_not_yet_linked_is_found_by_workunit_name(project, project_db, tmp_p
     project_db.execute("update ext_job set state = 'submitted', workunitid = 0 where id = %s", (job_id,))
     assert run_once(Assimilator, project) == EXIT_OK
     job = store.load_job(project_db, job_id)
-    assert (job.state, job.workunitid) == ("done", wu_id)
+    assert (job.state, job.workunit_id) == ("done", wu_id)
 
 
 def test_unavailable_upload_directory_defers(project, project_db, tmp_path, caplog):
@@ -161,7 +161,7 @@ def test_missing_result_file_fails_the_job(project, project_db, tmp_path):
     output_paths(project, canonical)["result.rds"].unlink()
     assert run_once(Assimilator, project) == EXIT_OK
     job = store.load_job(project_db, job_id)
-    assert job.state == "failed" and "has no result.rds" in job.error_msg
+    assert job.state == "failed" and "has no result.rds" in job.error
 
 
 def test_missing_stdout_is_tolerated(project, project_db, tmp_path):

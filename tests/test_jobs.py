@@ -38,7 +38,7 @@ def test_submit_stages_inputs_content_addressed_and_inserts_rows(project, projec
         job_id = submit_job(project, project_db, script, data, replication=2, deadline=3600)
 
     job = store.load_job(project_db, job_id)
-    assert (job.name, job.kind, job.state, job.replication, job.delay_bound, job.workunitid) == (
+    assert (job.name, job.kind, job.state, job.replication, job.deadline, job.workunit_id) == (
         f"job_{job_id}", "r_job", "submitted", 2, 3600, 0)
     assert 0 <= job.seed < SEED_LIMIT
     files = store.job_files(project_db, job_id)
@@ -207,7 +207,7 @@ def test_cli_submit_status_result(project, project_db, tmp_path, capsys):
                      "--name", "cli-job"]) == 0
     job_id = int(capsys.readouterr().out.strip())
     job = store.load_job(project_db, job_id)
-    assert (job.name, job.seed, job.delay_bound) == ("cli-job", 5, 7200)
+    assert (job.name, job.seed, job.deadline) == ("cli-job", 5, 7200)
     assert [f.logical_name for f in store.job_files(project_db, job_id)] == ["script.R", "data.csv", "w.csv"]
 
     assert cli.main(["job", "status", str(project.project_dir), str(job_id)]) == 0

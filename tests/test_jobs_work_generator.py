@@ -36,7 +36,7 @@ def test_workunit_carries_the_job(project, project_db, tmp_path, caplog):
 
     job = store.load_job(project_db, job_id)
     wu = wu_of(project_db, f"rjob_{job_id}")
-    assert (job.state, job.workunitid) == ("running", wu["id"])
+    assert (job.state, job.workunit_id) == ("running", wu["id"])
     assert (wu["min_quorum"], wu["target_nresults"], wu["delay_bound"]) == (2, 2, 7200)
     assert wu["max_error_results"] >= 1 and wu["max_success_results"] >= 2
     assert wu["max_total_results"] >= max(wu["max_error_results"], wu["max_success_results"])
@@ -82,7 +82,7 @@ def test_results_carry_the_output_template_verbatim(project, project_db, tmp_pat
     """templates.py and results.py must pass <no_validate/> and <copy_file/> through into xml_doc_in."""
     job_id = submit_job(project, project_db, *write_inputs(tmp_path / "in"))
     run_once(WorkGenerator, project)
-    wu_id = store.load_job(project_db, job_id).workunitid
+    wu_id = store.load_job(project_db, job_id).workunit_id
     make_due(project_db, wu_id)
     run_once(Transitioner, project)
     (result,) = results_of(project_db, wu_id)
@@ -115,7 +115,7 @@ def test_killed_after_creating_the_workunit_links_it_next_time(project, project_
         assert run_once(WorkGenerator, project) == 0
     job = store.load_job(project_db, job_id)
     assert project_db.scalar("select count(*) from workunit") == 1
-    assert (job.state, job.workunitid) == ("running", wu_of(project_db, f"rjob_{job_id}")["id"])
+    assert (job.state, job.workunit_id) == ("running", wu_of(project_db, f"rjob_{job_id}")["id"])
     assert any(EVENT_WU_LINKED in r.getMessage() for r in caplog.records)
     assert run_once(WorkGenerator, project) == 0  # nothing left to do
     assert project_db.scalar("select count(*) from workunit") == 1
@@ -129,7 +129,7 @@ def test_a_foreign_workunit_of_that_name_fails_the_job(project, project_db, tmp_
     project_db.execute("update workunit set name = %s where name = %s", (f"rjob_{second}", f"rjob_{first}"))
     assert run_once(WorkGenerator, project) == 0
     job = store.load_job(project_db, second)
-    assert job.state == "failed" and "not made for this job" in job.error_msg
+    assert job.state == "failed" and "not made for this job" in job.error
     assert project_db.scalar("select count(*) from workunit") == 1
 
 
@@ -142,7 +142,7 @@ def test_an_input_gone_from_the_download_hierarchy_fails_the_job(project, projec
     path.with_name(path.name + ".md5").unlink()
     assert run_once(WorkGenerator, project) == 0
     job = store.load_job(project_db, job_id)
-    assert job.state == "failed" and gone in job.error_msg
+    assert job.state == "failed" and gone in job.error
     assert project_db.scalar("select count(*) from workunit") == 0
 
 

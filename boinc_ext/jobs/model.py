@@ -58,7 +58,7 @@ class JobFailedError(JobError):
 
 @dataclass(frozen=True)
 class Job:
-    """One ext_job row."""
+    """One ext_job row, under the names users meet in submissions and status."""
 
     id: int
     name: str
@@ -66,16 +66,12 @@ class Job:
     state: str
     userid: int
     replication: int
-    delay_bound: int
+    deadline: int            # ext_job.delay_bound
     seed: int
-    workunitid: int
+    workunit_id: int         # ext_job.workunitid; 0 before the work generator links one
     create_time: int
     finish_time: int
-    error_msg: str | None
-
-    @property
-    def workunit_name(self) -> str:
-        return workunit_name(self.id)
+    error: str | None        # ext_job.error_msg
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ def fetch_result(config: ProjectConfig, db: Database, job_id: int, out_dir: Path
     if job is None:
         raise UnknownJobError(f"no job with id {job_id}")
     if job.state == STATE_FAILED:
-        raise JobFailedError(f"job {job.id} ({job.name}) failed:\n{job.error_msg or '(no message)'}")
+        raise JobFailedError(f"job {job.id} ({job.name}) failed:\n{job.error or '(no message)'}")
     if job.state != STATE_DONE:
         raise JobNotFinishedError(f"job {job.id} ({job.name}) is {job.state}, not finished yet; "
                                   f"`boinc-ext job status` shows how far it got")

@@ -1,7 +1,7 @@
 """A job's status for users: its state, its workunit's results, its times and its error."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..config import ProjectConfig
 from ..db import Database
@@ -9,7 +9,7 @@ from ..states import (OUTCOME_CLIENT_DETACHED, OUTCOME_CLIENT_ERROR, OUTCOME_COU
                       OUTCOME_SUCCESS, OUTCOME_VALIDATE_ERROR, SERVER_STATE_INACTIVE, SERVER_STATE_IN_PROGRESS,
                       SERVER_STATE_OVER, SERVER_STATE_UNSENT, VALIDATE_STATE_VALID)
 from . import store
-from .model import UnknownJobError
+from .model import Job, UnknownJobError
 
 _ERROR_OUTCOMES = (OUTCOME_CLIENT_ERROR, OUTCOME_VALIDATE_ERROR)
 _LOST_OUTCOMES = (OUTCOME_NO_REPLY, OUTCOME_CLIENT_DETACHED, OUTCOME_COULDNT_SEND)
@@ -28,23 +28,13 @@ class ResultCounts:
 
 
 @dataclass(frozen=True)
-class JobStatus:
-    id: int
-    name: str
-    kind: str
-    state: str
-    userid: int
-    replication: int
-    deadline: int
-    seed: int
-    create_time: int
-    start_time: int         # when its workunit was created; 0 before
-    finish_time: int
-    workunit_id: int
-    workunit_name: str | None
+class JobStatus(Job):
+    """The job, and how far its workunit got."""
+
+    start_time: int = 0                  # when its workunit was created; 0 before
+    workunit_name: str | None = None
     results: ResultCounts = field(default_factory=ResultCounts)
     inputs: tuple[str, ...] = ()
-    error: str | None = None
 
 
 def job_status(config: ProjectConfig, db: Database, job_id: int) -> JobStatus:
@@ -56,16 +46,13 @@ def job_status(config: ProjectConfig, db: Database, job_id: int) -> JobStatus:
         files = store.job_files(db, job_id)
         wu = None
         results: list[dict] = []
-        if job.workunitid:
-            wu = db.query_one("select name, create_time from workunit where id = %s", (job.workunitid,))
+        if job.workunit_id:
+            wu = db.query_one("select name, create_time from workunit where id = %s", (job.workunit_id,))
             results = db.query("select server_state, outcome, validate_state from result "
-                               "where workunitid = %s", (job.workunitid,))
-    return JobStatus(
-        id=job.id, name=job.name, kind=job.kind, state=job.state, userid=job.userid,
-        replication=job.replication, deadline=job.delay_bound, seed=job.seed, create_time=job.create_time,
-        start_time=wu["create_time"] if wu else 0, finish_time=job.finish_time, workunit_id=job.workunitid,
-        workunit_name=wu["name"] if wu else None, results=count_results(results),
-        inputs=tuple(f.logical_name for f in files), error=job.error_msg)
+                               "where workunitid = %s", (job.workunit_id,))
+    return JobStatus(**{f.name: getattr(job, f.name) for f in fields(Job)},
+                     start_time=wu["create_time"] if wu else 0, workunit_name=wu["name"] if wu else None,
+                     results=count_results(results), inputs=tuple(f.logical_name for f in files))
 
 
 def count_results(rows: list[dict]) -> ResultCounts:

@@ -104,6 +104,6 @@ def mark_failed(db: Database, job_id: int, message: str, now: int, workunit_id: 
 
 def _job(row: dict) -> Job:
     return Job(id=row["id"], name=row["name"], kind=row["kind"], state=row["state"], userid=row["userid"],
-               replication=row["replication"], delay_bound=row["delay_bound"], seed=int(row["seed"]),
-               workunitid=row["workunitid"], create_time=row["create_time"], finish_time=row["finish_time"],
-               error_msg=row["error_msg"])
+               replication=row["replication"], deadline=row["delay_bound"], seed=int(row["seed"]),
+               workunit_id=row["workunitid"], create_time=row["create_time"], finish_time=row["finish_time"],
+               error=row["error_msg"])

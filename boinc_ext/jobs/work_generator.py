@@ -18,7 +18,7 @@ from ..daemon import Daemon, DaemonConfigError, main_for
 from ..templates import InputTemplate, TemplateError
 from ..work import WorkCreator, WorkError, WorkunitRequest
 from . import store
-from .model import KIND_R_JOB, STATE_SUBMITTED, Job, JobFile
+from .model import KIND_R_JOB, STATE_SUBMITTED, Job, JobFile, workunit_name
 from .r_job_templates import (OUTPUT_TEMPLATE, ensure_input_template, input_template_file, install_r_job_templates,
                               with_data_names)
 from .sizing import workunit_params
@@ -63,7 +63,7 @@ class WorkGenerator(Daemon):
         with self.db.transaction():
             linked = store.mark_running(self.db, job.id, wu_id)
         if linked:
-            log.info("%s: %s (WU#%d); job running", event, job.workunit_name, wu_id)
+            log.info("%s: %s (WU#%d); job running", event, workunit_name(job.id), wu_id)
 
     def _workunit_for(self, job: Job) -> tuple[int, str]:
         wu_id = self._existing_workunit(job)
@@ -81,20 +81,20 @@ class WorkGenerator(Daemon):
     def _existing_workunit(self, job: Job) -> int | None:
         """The job's workunit if it exists; a foreign workunit of that name is a WorkError."""
         row = self.db.query_one("select w.id, w.opaque, a.name as app from workunit w "
-                                "join app a on a.id = w.appid where w.name = %s", (job.workunit_name,))
+                                "join app a on a.id = w.appid where w.name = %s", (workunit_name(job.id),))
         if row is None:
             return None
         if int(row["opaque"]) != job.id or row["app"] != KIND_R_JOB:
-            raise WorkError(f"workunit {job.workunit_name} exists but was not made for this job "
+            raise WorkError(f"workunit {workunit_name(job.id)} exists but was not made for this job "
                             f"(app {row['app']}, opaque {row['opaque']:g})")
         return row["id"]
 
     def _request(self, job: Job, files: list[JobFile]) -> WorkunitRequest:
         return WorkunitRequest(
-            name=job.workunit_name,
+            name=workunit_name(job.id),
             inputs=[f.physical_name for f in files],
             command_line=f"--seed {job.seed}",
-            params=workunit_params(job.replication, job.delay_bound, sum(f.nbytes for f in files)),
+            params=workunit_params(job.replication, job.deadline, sum(f.nbytes for f in files)),
             opaque=float(job.id),  # the workunit's way back to its job
         )
 

@@ -13,7 +13,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import ProjectConfig
@@ -48,10 +48,13 @@ class WorkError(ValueError):
 @dataclass(frozen=True)
 class WorkunitRequest:
     """One workunit. Inputs: a Path is a local file to stage; a str is a file name already in
-    the download hierarchy (or at the top of download/, which is then staged, as stock does)."""
+    the download hierarchy (or at the top of download/, which is then staged, as stock does).
+    open_names, when given, are the names the app opens `inputs` by (one each), in place of
+    the open names the template gives its variable inputs."""
 
     name: str
     inputs: Sequence[Path | str] = ()
+    open_names: Sequence[str] | None = None
     command_line: str | None = None
     params: dict = field(default_factory=dict)
     priority: int = 0
@@ -228,31 +231,34 @@ class WorkCreator:
     def _row(self, request: WorkunitRequest, stager: Stager) -> bytes:
         """The workunit's row as SQL literal text, ready for a multi-row INSERT."""
         what = f"workunit {request.name}"
+        template = self._template_for(request, what)
+        params = self._params(request, what)
+        xml_doc = self._xml_doc(request, template, stager, what)
+        literal = self.db.literal
+        return b"(" + b",".join((literal(request.name), literal(xml_doc), literal(request.priority),
+                                 literal(float(request.opaque)), literal(request.keywords),
+                                 self._shared_columns(params))) + b")"
+
+    def _template_for(self, request: WorkunitRequest, what: str) -> InputTemplate:
+        """The input template, with the request's open names if it brings its own."""
         template = self.input_template
         if len(request.inputs) != template.n_variable_inputs:
             raise WorkError(f"{what}: {len(request.inputs)} input files given, but the template "
                             f"has {template.n_variable_inputs}")
         if request.command_line is not None and template.command_line is not None:
             raise WorkError(f"{what}: a command line is given, but the template already has one")
-        try:
-            params = self._params(request, what)
-        except TemplateError as exc:
-            raise WorkError(str(exc)) from None
-        except TypeError as exc:
-            raise WorkError(f"{what}: {exc}") from None
+        if request.open_names is None:
+            return template
+        return with_open_names(template, _checked_open_names(request, what))
+
+    def _xml_doc(self, request: WorkunitRequest, template: InputTemplate, stager: Stager, what: str) -> bytes:
         variable = [stager.stage(source) for source in request.inputs]
         command_line = request.command_line if request.command_line is not None else template.command_line
         xml_doc = render_workunit_xml(template, variable, self._constants(stager), command_line,
-                                      request.additional_xml)
-        if len(xml_doc.encode()) > XML_DOC_LIMIT:
-            raise WorkError(f"{what}: xml_doc is {len(xml_doc.encode())} bytes; BOINC's limit is {XML_DOC_LIMIT}")
-        encoded = xml_doc.encode()
-        if len(encoded) > XML_DOC_LIMIT:
-            raise WorkError(f"{what}: xml_doc is {len(encoded)} bytes; BOINC's limit is {XML_DOC_LIMIT}")
-        literal = self.db.literal
-        return b"(" + b",".join((literal(request.name), literal(encoded), literal(request.priority),
-                                 literal(float(request.opaque)), literal(request.keywords),
-                                 self._shared_columns(params))) + b")"
+                                      request.additional_xml).encode()
+        if len(xml_doc) > XML_DOC_LIMIT:
+            raise WorkError(f"{what}: xml_doc is {len(xml_doc)} bytes; BOINC's limit is {XML_DOC_LIMIT}")
+        return xml_doc
 
     def _shared_columns(self, params: WorkParams) -> bytes:
         """The literal text of the columns every workunit with these params shares."""
@@ -269,11 +275,16 @@ class WorkCreator:
         return cached
 
     def _params(self, request: WorkunitRequest, what: str) -> WorkParams:
-        if request.params:
-            return self.base_params.overridden(**request.params).checked(what)
-        if self._checked_base is None:
-            self._checked_base = self.base_params.checked(what)
-        return self._checked_base
+        try:
+            if request.params:
+                return self.base_params.overridden(**request.params).checked(what)
+            if self._checked_base is None:
+                self._checked_base = self.base_params.checked(what)
+            return self._checked_base
+        except TemplateError as exc:
+            raise WorkError(str(exc)) from None
+        except TypeError as exc:  # a parameter WorkParams does not have
+            raise WorkError(f"{what}: {exc}") from None
 
     def _constants(self, stager: Stager) -> dict[int, InputFile]:
         """Constant files (<physical_name>) must already be staged with their .md5 file."""
@@ -349,3 +360,26 @@ class WorkCreator:
         if len(relative) > 63:
             raise WorkError(f"result template path {relative!r}: longer than BOINC's 63 characters")
         return relative
+
+
+def _checked_open_names(request: WorkunitRequest, what: str) -> Sequence[str]:
+    if len(request.open_names) != len(request.inputs):
+        raise WorkError(f"{what}: {len(request.open_names)} open names for {len(request.inputs)} input files")
+    for name in request.open_names:
+        try:
+            check_file_name(name, f"{what}: open name")
+        except BadFileName as exc:
+            raise WorkError(str(exc)) from None
+    return request.open_names
+
+
+def with_open_names(template: InputTemplate, open_names: Sequence[str]) -> InputTemplate:
+    """`template` with its variable inputs opened under `open_names` (file_ref n belongs to
+    file_info n); everything else in it is kept."""
+    variable = [n for n, info in enumerate(template.file_infos) if info.is_variable]
+    ref_positions = [p for p, (kind, _) in enumerate(template.workunit_items) if kind == "file_ref"]
+    items = list(template.workunit_items)
+    for n, open_name in zip(variable, open_names, strict=True):
+        position = ref_positions[n]
+        items[position] = ("file_ref", replace(items[position][1], open_name=open_name))
+    return replace(template, workunit_items=tuple(items))

@@ -91,6 +91,20 @@ def test_overrides_and_target_raise_limits(project, project_db, templates, input
     assert (row["delay_bound"], row["priority"], row["opaque"]) == (100, 7, 3.5)
 
 
+
+def test_open_names_per_request(project, project_db, templates, inputs):
+    creator = _creator(project, project_db, templates)
+    wu_id = creator.create(WorkunitRequest("wu_named", list(inputs), open_names=["main.R", "table.csv"]))
+    xml_doc = project_db.scalar("select xml_doc from workunit where id = %s", (wu_id,)).decode()
+    assert "<open_name>main.R</open_name>" in xml_doc and "<open_name>table.csv</open_name>\n    <copy_file/>" in xml_doc
+    assert "script.R" not in xml_doc and "data.csv" not in xml_doc
+    plain = creator.create(WorkunitRequest("wu_plain", list(inputs)))  # the template's names stay
+    assert "<open_name>data.csv</open_name>" in project_db.scalar(
+        "select xml_doc from workunit where id = %s", (plain,)).decode()
+    for names, message in ((["main.R"], "1 open names for 2 input files"), (["main.R", "../x"], "open name")):
+        with pytest.raises(WorkError, match=message):
+            creator.create(WorkunitRequest("wu_bad", list(inputs), open_names=names))
+
 def test_batch_is_one_transaction(project, project_db, templates, tmp_path):
     files = []
     for i in range(50):

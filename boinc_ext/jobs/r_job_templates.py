@@ -4,8 +4,8 @@ The output template is fixed (`templates/r_job_out`: result.rds validated, stdou
 `<no_validate/>`). Input templates depend on the number of data files
 (`templates/r_job_in_<n>`: script.R plus n data files, all `<no_delete/>` because the
 content-addressed inputs are shared between jobs and owned by the job store). The data
-files' open names differ per job, so the work generator puts each job's names into the
-template's file_refs (`with_data_names`); the `data_<i>` open names on disk are placeholders.
+files' open names differ per job, so the work generator gives each workunit its own open
+names (WorkunitRequest.open_names); the `data_<i>` open names on disk are placeholders.
 Files are written once, atomically, and never rewritten: an admin may add elements (e.g.
 `<sticky/>`), which every workunit then carries; the resource bounds and replication limits
 are set per job (sizing.py) and override the template's.
@@ -15,13 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from lxml import etree
 
 from ..config import ProjectConfig
-from ..templates import InputTemplate, TemplateError
 from .model import RESULT_NAME, SCRIPT_NAME, STDOUT_NAME
 from .sizing import RESULT_MAX_NBYTES, STDOUT_MAX_NBYTES, workunit_params
 
@@ -45,19 +43,6 @@ def ensure_input_template(config: ProjectConfig, n_data: int) -> Path:
     path = config.project_dir / input_template_file(n_data)
     _write_once(path, input_template_text([f"data_{i}" for i in range(1, n_data + 1)]))
     return path
-
-
-def with_data_names(template: InputTemplate, data_names: Sequence[str]) -> InputTemplate:
-    """`template` (script.R, then one file_ref per data file) with this job's data names as open
-    names; everything else in it (extra elements, parameters) is kept."""
-    positions = [i for i, (kind, _) in enumerate(template.workunit_items) if kind == "file_ref"]
-    if len(positions) != 1 + len(data_names) or template.n_variable_inputs != len(positions):
-        raise TemplateError(f"r_job input template: needs {1 + len(data_names)} variable inputs "
-                            f"(script.R and {len(data_names)} data files), has {len(positions)} file_refs")
-    items = list(template.workunit_items)
-    for position, name in zip(positions[1:], data_names, strict=True):
-        items[position] = ("file_ref", replace(items[position][1], open_name=name))
-    return replace(template, workunit_items=tuple(items))
 
 
 def input_template_text(data_names: Sequence[str]) -> str:

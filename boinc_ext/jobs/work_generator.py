@@ -15,12 +15,11 @@ import sys
 import time
 
 from ..daemon import Daemon, DaemonConfigError, main_for
-from ..templates import InputTemplate, TemplateError
+from ..templates import TemplateError
 from ..work import WorkCreator, WorkError, WorkunitRequest
 from . import store
 from .model import KIND_R_JOB, STATE_SUBMITTED, Job, JobFile, workunit_name
-from .r_job_templates import (OUTPUT_TEMPLATE, ensure_input_template, input_template_file, install_r_job_templates,
-                              with_data_names)
+from .r_job_templates import OUTPUT_TEMPLATE, ensure_input_template, input_template_file, install_r_job_templates
 from .sizing import workunit_params
 
 JOBS_PER_PASS = 100
@@ -36,8 +35,7 @@ class WorkGenerator(Daemon):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # Per number of data files: a creator and the template it was loaded with.
-        self._creators: dict[int, tuple[WorkCreator, InputTemplate]] = {}
+        self._creators: dict[int, WorkCreator] = {}  # per number of data files
 
     def do_pass(self) -> bool:
         install_r_job_templates(self.config)
@@ -93,13 +91,14 @@ class WorkGenerator(Daemon):
         return WorkunitRequest(
             name=workunit_name(job.id),
             inputs=[f.physical_name for f in files],
+            open_names=[f.logical_name for f in files],
             command_line=f"--seed {job.seed}",
             params=workunit_params(job.replication, job.deadline, sum(f.nbytes for f in files)),
             opaque=float(job.id),  # the workunit's way back to its job
         )
 
     def _creator(self, files: list[JobFile]) -> WorkCreator:
-        """The creator for this many data files, set to this job's data names as open names."""
+        """The creator for this many data files."""
         n_data = len(files) - 1
         if n_data not in self._creators:
             path = ensure_input_template(self.config, n_data)
@@ -107,14 +106,11 @@ class WorkGenerator(Daemon):
                 creator = WorkCreator(self.config, self.db, KIND_R_JOB, path, OUTPUT_TEMPLATE)
             except (WorkError, TemplateError) as exc:
                 raise DaemonConfigError(f"r_job templates: {exc}") from None
-            self._creators[n_data] = (creator, creator.input_template)
-        creator, template = self._creators[n_data]
-        try:
-            # WorkCreator renders every workunit from its input_template.
-            creator.input_template = with_data_names(template, [f.logical_name for f in files[1:]])
-        except TemplateError as exc:
-            raise DaemonConfigError(f"{input_template_file(n_data)}: {exc}") from None
-        return creator
+            if creator.input_template.n_variable_inputs != len(files):
+                raise DaemonConfigError(f"{input_template_file(n_data)}: needs {len(files)} variable inputs "
+                                        f"(script.R and {n_data} data files)")
+            self._creators[n_data] = creator
+        return self._creators[n_data]
 
     def _fail(self, job: Job, reason: str, log) -> None:
         with self.db.transaction():

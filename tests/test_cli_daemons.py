@@ -2,6 +2,20 @@
 import subprocess
 import sys
 
+import pytest
+
+from boinc_ext.project import ProjectSpec, create_project
+from boinc_ext.volunteer import free_port
+
+
+@pytest.fixture
+def project(tmp_path, db_settings):
+    """The shared fixture's project, but on a free port: ext_server really listens on the
+    master URL's port here, and a fixed one collides with another test session's."""
+    spec = ProjectSpec(project_dir=tmp_path / "proj", master_url=f"http://127.0.0.1:{free_port()}/test/",
+                       name="test", db=db_settings)
+    return create_project(spec)
+
 
 def _run(*args):
     return subprocess.run([sys.executable, "-m", "boinc_ext.cli", *args], capture_output=True, text=True,

@@ -122,6 +122,18 @@ def test_known_host_gets_no_new_hostid_nor_key(project_db, sched, url, app_versi
     assert project_db.scalar("select rpc_seqno from host where id = %s", (hostid,)) == 1
 
 
+def test_reply_describes_the_host_as_stored(project_db, sched, url, app_version):
+    auth = make_user(project_db)
+    first = rpc(sched, url, scheduler_request(auth))
+    hostid = int(first.findtext("hostid"))
+    created = project_db.scalar("select create_time from host where id = %s", (hostid,))
+    assert (int(first.findtext("host_create_time")), float(first.findtext("host_total_credit"))) == (created, 0.0)
+    project_db.execute("update host set total_credit = 12.5, venue = 'home' where id = %s", (hostid,))
+    again = rpc(sched, url, scheduler_request(auth, hostid=hostid, rpc_seqno=1))
+    assert (float(again.findtext("host_total_credit")), again.findtext("host_venue"),
+            int(again.findtext("host_create_time"))) == (12.5, "home", created)
+
+
 def test_lost_client_state_reuses_host_and_detaches_its_tasks(project_db, sched, url, make_work):
     make_work(1, replicas=1)
     auth = make_user(project_db)

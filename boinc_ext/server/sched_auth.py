@@ -29,7 +29,7 @@ class AuthError(Exception):
 @dataclass
 class Caller:
     user: dict
-    host: dict
+    host: dict          # HOST_COLUMNS at least, as this RPC left them
     new_host: bool
 
 
@@ -45,8 +45,7 @@ def authenticate(db: Database, request: SchedulerRequest, remote_addr: str) -> C
     with db.transaction():
         if host is None:
             host = _reused_host(db, request, user) or _create_host(db, request, user)
-        _update_host(db, host["id"], request, user, remote_addr)
-    host = db.query_one(f"select {HOST_COLUMNS} from host where id = %s", (host["id"],))
+        host = {**host, **_update_host(db, host["id"], request, user, remote_addr)}
     return Caller(user=user, host=host, new_host=new_host)
 
 
@@ -91,12 +90,14 @@ def _create_host(db: Database, request: SchedulerRequest, user: dict) -> dict:
     columns = ", ".join(row)
     marks = ", ".join(["%s"] * len(row))
     host_id = db.insert(f"insert into host ({columns}) values ({marks})", tuple(row.values()))
-    return {"id": host_id}
+    return {**row, "id": host_id}
 
 
-def _update_host(db: Database, host_id: int, request: SchedulerRequest, user: dict, remote_addr: str) -> None:
+def _update_host(db: Database, host_id: int, request: SchedulerRequest, user: dict, remote_addr: str) -> dict:
+    """Records this RPC in the host row; returns the values it set."""
     values = dict(request.host_values)
     values.update(rpc_seqno=request.rpc_seqno, rpc_time=int(time.time()), external_ip_addr=remote_addr[:254],
                   host_cpid=stored_host_cpid(request.host_cpid, user["email_addr"]))
     assignments = ", ".join(f"{column} = %s" for column in values)
     db.execute(f"update host set {assignments} where id = %s", (*values.values(), host_id))
+    return values

@@ -13,6 +13,7 @@ from boinc_ext.boinc_schema import blank_row
 from boinc_ext.daemon import DaemonOptions
 from boinc_ext.server import scheduler as scheduler_module
 from boinc_ext.server.http_db import ThreadDatabases
+from boinc_ext.server.scheduler import FALLBACK_FPOPS_EST, TypicalJobSize
 from boinc_ext.server.transitioner import Transitioner
 from boinc_ext.states import (OUTCOME_CLIENT_ERROR, OUTCOME_SUCCESS, SERVER_STATE_IN_PROGRESS,
                               SERVER_STATE_OVER, SERVER_STATE_UNSENT, VALIDATE_STATE_INVALID)
@@ -63,11 +64,11 @@ def make_work(project, project_db, tmp_path, app_version):
     script = tmp_path / "job.R"
     script.write_text("x <- 1\n")
 
-    def make(count, replicas=2):
+    def make(count, replicas=2, **params):
         data = tmp_path / "d.csv"
         data.write_text("1\n")
-        ids = creator.create_many([WorkunitRequest(f"wu_{secrets.token_hex(4)}", [script, data],
-                                                   params={"min_quorum": replicas, "target_nresults": replicas})
+        params.update(min_quorum=replicas, target_nresults=replicas)
+        ids = creator.create_many([WorkunitRequest(f"wu_{secrets.token_hex(4)}", [script, data], params=params)
                                    for _ in range(count)])
         project_db.execute("update workunit set transition_time = %s", (int(time.time()) - 1,))
         Transitioner(project, DaemonOptions(one_pass=True, extra=MappingProxyType({}))).run()
@@ -165,6 +166,27 @@ def test_sends_at_most_one_task_per_idle_cpu(project_db, sched, url, make_work):
     busy = rpc(sched, url, scheduler_request(auth, hostid=hostid, rpc_seqno=1, cpu_req_instances=1))
     assert busy.findall("result") == []   # 2 CPUs, 2 in progress
     assert project_db.scalar("select count(*) from result where server_state = %s", (SERVER_STATE_UNSENT,)) == 4
+
+
+@pytest.mark.parametrize("fpops_est, seconds, sent", [(1e13, 1500, 1), (1e11, 150, 2)])
+def test_requested_seconds_are_filled_with_jobs_of_the_size_on_offer(project_db, sched, url, make_work,
+                                                                     fpops_est, seconds, sent):
+    """The host does 1e9 FLOPS on 2 CPUs; a fixed 1e12-FLOP guess would send 2 and 1."""
+    make_work(4, replicas=1, rsc_fpops_est=fpops_est)
+    auth = make_user(project_db)
+    reply = rpc(sched, url, scheduler_request(auth, work_req_seconds=seconds, cpu_req_instances=0))
+    assert len(reply.findall("result")) == sent
+
+
+def test_typical_job_size_is_cached_per_app(project_db, make_work, app_version):
+    app_id = project_db.scalar("select id from app where name = 'r_job'")
+    assert TypicalJobSize().fpops_est(project_db, [app_id]) == FALLBACK_FPOPS_EST  # nothing on offer
+    make_work(2, replicas=1, rsc_fpops_est=3e12)
+    size = TypicalJobSize()
+    assert size.fpops_est(project_db, [app_id]) == pytest.approx(3e12)
+    project_db.execute("update workunit set rsc_fpops_est = 5e12")
+    assert size.fpops_est(project_db, [app_id]) == pytest.approx(3e12)
+    assert TypicalJobSize(refresh_seconds=0).fpops_est(project_db, [app_id]) == pytest.approx(5e12)
 
 
 def test_reports_are_stored_acked_and_wake_the_transitioner(project_db, sched, url, make_work):

@@ -17,6 +17,7 @@ from ..config import ProjectConfig
 from ..crypto import read_public_key
 from ..db import Database, TransientDbError
 from ..project import cgi_url
+from ..states import SERVER_STATE_UNSENT
 from ..xmlutil import XmlError, parse_xml
 from .app_catalog import AppCatalog
 from .http_db import ThreadDatabases
@@ -38,6 +39,12 @@ TRANSIENT_ATTEMPTS = 3
 EVENT_RPC = "scheduler rpc"
 EVENT_RPC_REFUSED = "scheduler rpc refused"
 _MOD_TIME = re.compile(rb"<mod_time>\s*([0-9.]+)\s*</mod_time>")
+FALLBACK_FPOPS_EST = 1e12     # stock's estimate for a job that gives none
+JOB_SIZE_SAMPLE = 100         # an app's next unsent results whose workunits set its typical size
+JOB_SIZE_REFRESH_SECONDS = 60.0
+# (appid, server_state, id) is the res_app_state index, so this reads only the sample.
+_MEAN_FPOPS_EST = ("select avg(w.rsc_fpops_est) from (select workunitid from result where appid = %s "
+                   "and server_state = %s order by id limit %s) r join workunit w on w.id = r.workunitid")
 
 
 def scheduler_url(config: ProjectConfig) -> str:
@@ -53,7 +60,7 @@ class Scheduler:
         self.steering = SteeringPolicy.from_config(config)
         self.active_hosts = ActiveHostCounter()
         self.code_sign_key = read_public_key(config.key_dir / "code_sign_public").to_text()
-        self.typical_fpops_est = 1e12
+        self.job_size = TypicalJobSize()
 
     def handle(self, body: bytes, remote_addr: str) -> bytes:
         """The reply document for one request; raises TransientDbError for HTTP 503."""
@@ -112,12 +119,13 @@ class Scheduler:
     def _send(self, db: Database, rpc: SchedulerRequest, caller: Caller, reply: SchedulerReply) -> None:
         if not rpc.wants_work:
             return
-        if not self.catalog.app_ids(db, rpc.platforms):
+        app_ids = self.catalog.app_ids(db, rpc.platforms)
+        if not app_ids:
             reply.message(f"This project has no apps for your computer's platform "
                           f"({', '.join(rpc.platforms) or 'none given'}).", "high")
             return
         wanted = jobs_wanted(rpc, caller.host, in_progress_count(db, caller.host["id"]), self.limits,
-                             self.typical_fpops_est)
+                             self.job_size.fpops_est(db, app_ids))
         reply.jobs = send_work(db, self.catalog, rpc, caller.host, caller.user, wanted, self.limits)
         if wanted and not reply.jobs:
             reply.message("No tasks are available right now.")
@@ -140,6 +148,32 @@ class Scheduler:
         if not user["teamid"]:
             return ""
         return db.scalar("select name from team where id = %s", (user["teamid"],)) or ""
+
+
+class TypicalJobSize:
+    """The mean rsc_fpops_est of the jobs the apps are about to send: how stock sizes a
+    request's work (it estimates each job's run time from its workunit, and its feeder keeps
+    size statistics over the jobs on offer). Looked up at most once a minute per app, so that
+    a scheduler RPC stays a handful of queries."""
+
+    def __init__(self, refresh_seconds: float = JOB_SIZE_REFRESH_SECONDS):
+        self.refresh_seconds = refresh_seconds
+        self._by_app: dict[int, tuple[float, float | None]] = {}   # appid: (looked up at, mean)
+
+    def fpops_est(self, db: Database, app_ids: list[int]) -> float:
+        """The mean over the apps that have unsent work; FALLBACK_FPOPS_EST when none has."""
+        means = [mean for mean in (self._app_mean(db, app_id) for app_id in app_ids) if mean]
+        return sum(means) / len(means) if means else FALLBACK_FPOPS_EST
+
+    def _app_mean(self, db: Database, app_id: int) -> float | None:
+        now = time.monotonic()
+        cached = self._by_app.get(app_id)
+        if cached is not None and now - cached[0] < self.refresh_seconds:
+            return cached[1]
+        mean = db.scalar(_MEAN_FPOPS_EST, (app_id, SERVER_STATE_UNSENT, JOB_SIZE_SAMPLE))
+        mean = float(mean) if mean is not None else None
+        self._by_app[app_id] = (now, mean)
+        return mean
 
 
 def create_blueprint(config: ProjectConfig, databases: ThreadDatabases) -> Blueprint:

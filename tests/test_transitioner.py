@@ -2,29 +2,47 @@
 validation and deletion triggers, crash safety. Other daemons' moves (scheduler, validator,
 assimilator) are simulated by updating the rows the way they would."""
 import dataclasses
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from types import MappingProxyType
 
 import pytest
+from job_templates import IN_TEMPLATE, OUT_TEMPLATE
 
 from boinc_ext import crypto
+from boinc_ext.boinc_schema import blank_row
 from boinc_ext.daemon import EXIT_FAILED, EXIT_OK, DaemonOptions
 from boinc_ext.server import transitioner as transitioner_module
 from boinc_ext.server.results import process_result_template
-from boinc_ext.server.transitioner import Transitioner
+from boinc_ext.server.transitioner import (
+    Transitioner,
+    add_turnaround_sample,
+    reduced_max_jobs_per_day,
+)
 from boinc_ext.states import (
-    ASSIMILATE_DONE, ASSIMILATE_READY, FILE_DELETE_INIT, FILE_DELETE_READY, INT_MAX, OUTCOME_CLIENT_ERROR,
-    OUTCOME_DIDNT_NEED, OUTCOME_INIT, OUTCOME_NO_REPLY, OUTCOME_SUCCESS, SERVER_STATE_IN_PROGRESS,
-    SERVER_STATE_OVER, SERVER_STATE_UNSENT, VALIDATE_STATE_INIT, VALIDATE_STATE_VALID,
-    WU_ERROR_TOO_MANY_ERROR_RESULTS, WU_ERROR_TOO_MANY_TOTAL_RESULTS,
+    ASSIMILATE_DONE,
+    ASSIMILATE_READY,
+    FILE_DELETE_INIT,
+    FILE_DELETE_READY,
+    INT_MAX,
+    OUTCOME_CLIENT_ERROR,
+    OUTCOME_DIDNT_NEED,
+    OUTCOME_INIT,
+    OUTCOME_NO_REPLY,
+    OUTCOME_SUCCESS,
+    SERVER_STATE_IN_PROGRESS,
+    SERVER_STATE_OVER,
+    SERVER_STATE_UNSENT,
+    VALIDATE_STATE_INIT,
+    VALIDATE_STATE_VALID,
+    WU_ERROR_TOO_MANY_ERROR_RESULTS,
+    WU_ERROR_TOO_MANY_TOTAL_RESULTS,
 )
 from boinc_ext.work import WorkCreator, WorkunitRequest
-
-from job_templates import IN_TEMPLATE, OUT_TEMPLATE
-
 
 
 @pytest.fixture
@@ -212,23 +230,24 @@ def test_deferred_assimilation(project, project_db, make_wu):
 
 def test_crash_mid_pass_then_restart_makes_no_duplicates(project, project_db, make_wu, monkeypatch):
     first, second = make_wu("wu_x"), make_wu("wu_y")
-    original = Transitioner._write_transition
+    monkeypatch.setattr(Transitioner, "batch_size", 1)
+    original = Transitioner._write_batch
     calls = []
 
-    def crash_on_second(self, transition):
-        calls.append(transition.wu["name"])
-        created = original(self, transition)
+    def crash_on_second(self, transitions):
+        calls.append(transitions)
+        created = original(self, transitions)
         if len(calls) == 2:
             raise RuntimeError("simulated crash after writing, before commit")
         return created
 
-    monkeypatch.setattr(Transitioner, "_write_transition", crash_on_second)
+    monkeypatch.setattr(Transitioner, "_write_batch", crash_on_second)
     assert run_pass(project) == EXIT_FAILED
     assert sorted(results_of(project_db, first)) == ["wu_x_0", "wu_x_1"]
     assert results_of(project_db, second) == {}  # rolled back
     assert wu_row(project_db, second)["transition_time"] < time.time()  # still due
 
-    monkeypatch.setattr(Transitioner, "_write_transition", original)
+    monkeypatch.setattr(Transitioner, "_write_batch", original)
     assert run_pass(project) == EXIT_OK
     assert run_pass(project) == EXIT_OK
     assert sorted(results_of(project_db, first)) == ["wu_x_0", "wu_x_1"]
@@ -251,3 +270,119 @@ def test_missing_upload_key_is_a_clear_failure(project, make_wu):
     make_wu("wu_k")
     (project.key_dir / transitioner_module.UPLOAD_PRIVATE_KEY).unlink()
     assert run_pass(project) == EXIT_FAILED
+
+
+# --- host_app_version penalties for timeouts ----------------------------------------------------
+def insert_row(db, table, **values):
+    row = blank_row(table) | values
+    return db.insert(f"insert into {table} ({', '.join(row)}) values ({', '.join(['%s'] * len(row))})",
+                     tuple(row.values()))
+
+
+def hav_of(db, host_id, app_version_id):
+    return db.query_one("select * from host_app_version where host_id = %s and app_version_id = %s",
+                        (host_id, app_version_id))
+
+
+def test_timeouts_penalize_host_app_versions(project, project_db, make_wu):
+    wu_id = make_wu("wu_t", target_nresults=5, max_total_results=12)
+    appid = wu_row(project_db, wu_id)["appid"]
+    older = insert_row(project_db, "app_version", appid=appid, platformid=77, version_num=100)
+    other_plan = insert_row(project_db, "app_version", appid=appid, platformid=77, version_num=300,
+                            plan_class="mt")
+    current = insert_row(project_db, "app_version", appid=appid, platformid=77, version_num=200)
+    insert_row(project_db, "host_app_version", host_id=1, app_version_id=current, max_jobs_per_day=10,
+               consecutive_valid=5, n_jobs_today=3, turnaround_n=1, turnaround_avg=100.0)
+    insert_row(project_db, "host_app_version", host_id=2, app_version_id=older, max_jobs_per_day=7,
+               consecutive_valid=2)
+    insert_row(project_db, "host_app_version", host_id=2, app_version_id=other_plan, max_jobs_per_day=50,
+               consecutive_valid=9)
+    run_pass(project)
+    now = int(time.time())
+    sent = [(1, current), (1, current), (2, current), (3, 999999), (4, current)]
+    for suffix, (host_id, version_id) in enumerate(sent):
+        set_result(project_db, f"wu_t_{suffix}", server_state=SERVER_STATE_IN_PROGRESS, sent_time=now - 100,
+                   report_deadline=now - 10, hostid=host_id, app_version_id=version_id)
+    make_due(project_db, wu_id)
+    run_pass(project)
+
+    assert {r["outcome"] for n, r in results_of(project_db, wu_id).items() if n < "wu_t_5"} == {OUTCOME_NO_REPLY}
+    # two timeouts on one row: 10 -> 9 -> 8; turnaround samples of delay_bound (3600 s), the first
+    # capped at 10x the average of 100
+    hav = hav_of(project_db, 1, current)
+    assert (hav["max_jobs_per_day"], hav["consecutive_valid"], hav["n_jobs_today"]) == (8, 0, 3)
+    assert hav["turnaround_n"] == 3
+    assert hav["turnaround_avg"] == pytest.approx(550 + 3050 / 3)
+    assert hav["turnaround_q"] == pytest.approx(405000 + 3050 * (3600 - 550 - 3050 / 3))
+    assert hav["turnaround_var"] == pytest.approx(hav["turnaround_q"] / 3)
+    # host 2 had no row for this version: it takes over the one of the older version of the
+    # same plan class (not the newer one of another plan class), as stock's hav_lookup does
+    assert hav_of(project_db, 2, older) is None
+    adopted = hav_of(project_db, 2, current)
+    assert (adopted["max_jobs_per_day"], adopted["consecutive_valid"], adopted["turnaround_n"]) == (6, 0, 1)
+    assert hav_of(project_db, 2, other_plan)["max_jobs_per_day"] == 50
+    # an unknown app version: no row is made, nothing penalized
+    assert hav_of(project_db, 3, 999999) is None
+    # a host with no row at all gets a fresh one: 0 means the project's quota (500 here), less one
+    fresh = hav_of(project_db, 4, current)
+    assert (fresh["max_jobs_per_day"], fresh["turnaround_n"], fresh["turnaround_avg"]) == (499, 1, 3600)
+
+
+def test_quota_and_turnaround_arithmetic():
+    assert [reduced_max_jobs_per_day(n, 500) for n in (0, 10, 600, 1, 2)] == [499, 9, 499, 1, 1]
+    assert reduced_max_jobs_per_day(0, 0) == 1
+    hav = {"turnaround_n": 19, "turnaround_avg": 100.0, "turnaround_var": 50.0, "turnaround_q": 7.0}
+    add_turnaround_sample(hav, 200.0)  # the 20th sample: exponential average from here on
+    assert hav == {"turnaround_n": 20, "turnaround_avg": 101.0, "turnaround_var": pytest.approx(149.5),
+                   "turnaround_q": 7.0}
+    add_turnaround_sample(hav, -1.0)
+    assert hav["turnaround_n"] == 20
+
+
+# --- killed at any moment -----------------------------------------------------------------------
+def _done_and_due(db):
+    """Workunits with all their results (and their next transition time set) and ones untouched."""
+    now = int(time.time())
+    rows = db.query("select wu.id, wu.transition_time, count(res.id) as n from workunit wu "
+                    "left join result res on res.workunitid = wu.id group by wu.id")
+    done = [r for r in rows if r["n"] == 2 and r["transition_time"] > now]
+    due = [r for r in rows if r["n"] == 0 and r["transition_time"] < now]
+    assert len(done) + len(due) == len(rows), "a workunit is half-done"
+    return len(done), len(due)
+
+
+def test_sigkill_at_any_moment_leaves_whole_batches(project, project_db, tmp_path):
+    (project.project_dir / "templates" / "r_in").write_text(IN_TEMPLATE)
+    (project.project_dir / "templates" / "r_out").write_text(OUT_TEMPLATE)
+    script, data = tmp_path / "job.R", tmp_path / "data.csv"
+    script.write_text("x <- 1\n")
+    data.write_text("1\n")
+    n = 3000
+    creator = WorkCreator(project, project_db, "r_job", "templates/r_in", "templates/r_out")
+    creator.create_many([WorkunitRequest(f"k_{i}", [script, data]) for i in range(n)])
+    project_db.execute("update workunit set transition_time = %s", (int(time.time()) - 1,))
+    command = [sys.executable, "-m", "boinc_ext.server.transitioner", "--one_pass", "-d", "1",
+               "--project_dir", str(project.project_dir)]
+
+    kill_delays = (0.0, 0.012, 0.031, 0.058)  # after a commit: land at different points of a batch
+    kills, done = 0, 0
+    while kills < len(kill_delays):
+        process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while project_db.scalar("select count(*) from result") <= 2 * done and process.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        time.sleep(kill_delays[kills])
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        done, due = _done_and_due(project_db)
+        if due == 0:
+            break
+        assert 0 < done < n and done % Transitioner.batch_size == 0  # whole batches only
+        kills += 1
+    assert kills >= 1, "the pass ended before it could be killed"
+
+    assert run_pass(project) == EXIT_OK
+    assert _done_and_due(project_db) == (n, 0)
+    names = project_db.query("select name from result where name like 'k\\_1234\\_%' order by name")
+    assert [r["name"] for r in names] == ["k_1234_0", "k_1234_1"]

@@ -2,7 +2,8 @@
 
 `process_result_template` fills an output template into a result's xml_doc_in (what
 tools/process_result_template.cpp produces); `create_result_rows` inserts the rows
-(tools/backend_lib.cpp create_result). Output file names carry a random number so that a
+(tools/backend_lib.cpp create_result), and `new_result_rows` + `insert_result_rows` do the
+same for many workunits in one statement. Output file names carry a random number so that a
 volunteer cannot upload a file in the name of a wingman's result.
 """
 from __future__ import annotations
@@ -16,8 +17,13 @@ from typing import Any
 from ..config import ProjectConfig
 from ..crypto import PrivateKey, sign_upload_certificate
 from ..db import Database
-from ..states import (FILE_DELETE_INIT, OUTCOME_INIT, SERVER_STATE_INACTIVE, SERVER_STATE_UNSENT,
-                      VALIDATE_STATE_INIT)
+from ..states import (
+    FILE_DELETE_INIT,
+    OUTCOME_INIT,
+    SERVER_STATE_INACTIVE,
+    SERVER_STATE_UNSENT,
+    VALIDATE_STATE_INIT,
+)
 
 XML_DOC_IN_LIMIT = 65535  # result.xml_doc_in is a 64 KB blob
 RANDOM_LIMIT = 2 ** 31    # lrand48's range
@@ -106,11 +112,26 @@ def create_result_rows(db: Database, wu_row: dict[str, Any], count: int, first_s
         return []
     if template_text is None:
         template_text = read_result_template(config, wu_row["result_template_file"])
+    names, rows = new_result_rows(wu_row, count, first_suffix, now, config, upload_key, template_text,
+                                  priority_increase)
+    insert_result_rows(db, rows)
+    return names
+
+
+def new_result_rows(wu_row: dict[str, Any], count: int, first_suffix: int, now: int, config: ProjectConfig,
+                    upload_key: PrivateKey | None, template_text: str,
+                    priority_increase: int = 0) -> tuple[list[str], list[tuple]]:
+    """Names and column values of `count` new results `<wu>_<first_suffix>`…, for insert_result_rows."""
     names = [f"{wu_row['name']}_{first_suffix + i}" for i in range(count)]
     rows = [_result_values(wu_row, name, now, config, upload_key, template_text, priority_increase)
             for name in names]
-    db.insert_rows(_INSERT_RESULT, rows)
-    return names
+    return names, rows
+
+
+def insert_result_rows(db: Database, rows: list[tuple]) -> None:
+    """Rows from new_result_rows, in multi-row INSERTs."""
+    if rows:
+        db.insert_rows(_INSERT_RESULT, rows)
 
 
 def _result_values(wu_row: dict[str, Any], name: str, now: int, config: ProjectConfig,

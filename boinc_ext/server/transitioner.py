@@ -1,10 +1,15 @@
 """Transitioner: what stock BOINC's sched/transitioner does, as a daemon of ours.
 
 For every workunit whose transition_time has passed it counts the results, times out
-in-progress results past their deadline, triggers validation, sets error bits, creates the
-results still needed, triggers (deferred) assimilation and file deletion, and sets the next
-transition_time. Each workunit is handled in one transaction holding its row lock, so a
-daemon killed at any moment leaves either all of a workunit's changes or none of them.
+in-progress results past their deadline (and penalizes their host_app_version as stock
+does: turnaround, max_jobs_per_day, consecutive_valid), triggers validation, sets error
+bits, creates the results still needed, triggers (deferred) assimilation and file deletion,
+and sets the next transition_time.
+
+Workunits are handled in batches of up to BATCH_WORKUNITS: their rows and their results'
+rows are read with locks in two queries, the decisions are made in memory, and the batch is
+written with one multi-row statement per table and one commit. A daemon killed at any
+moment leaves either all of a batch's changes or none of them.
 """
 from __future__ import annotations
 
@@ -18,18 +23,41 @@ from typing import Any
 from ..config import ProjectConfig
 from ..crypto import PrivateKey, read_private_key
 from ..daemon import Daemon, DaemonConfigError, main_for
+from ..db import Database, literal_of
 from ..states import (
-    ASSIMILATE_DONE, ASSIMILATE_INIT, ASSIMILATE_READY, EXIT_ABORTED_VIA_GUI, FILE_DELETE_DONE,
-    FILE_DELETE_INIT, FILE_DELETE_READY, INT_MAX, OUTCOME_CLIENT_DETACHED, OUTCOME_CLIENT_ERROR,
-    OUTCOME_COULDNT_SEND, OUTCOME_DIDNT_NEED, OUTCOME_NO_REPLY, OUTCOME_SUCCESS, OUTCOME_VALIDATE_ERROR,
-    SERVER_STATE_INACTIVE, SERVER_STATE_IN_PROGRESS, SERVER_STATE_OVER, SERVER_STATE_UNSENT,
-    TRANSITION_NO_NEW_RESULTS, TRANSITION_NONE, VALIDATE_STATE_INCONCLUSIVE, VALIDATE_STATE_INIT,
-    VALIDATE_STATE_INVALID, VALIDATE_STATE_NO_CHECK, VALIDATE_STATE_TOO_LATE, WU_ERROR_COULDNT_SEND_RESULT,
-    WU_ERROR_TOO_MANY_ERROR_RESULTS, WU_ERROR_TOO_MANY_TOTAL_RESULTS,
+    ASSIMILATE_DONE,
+    ASSIMILATE_INIT,
+    ASSIMILATE_READY,
+    EXIT_ABORTED_VIA_GUI,
+    FILE_DELETE_DONE,
+    FILE_DELETE_INIT,
+    FILE_DELETE_READY,
+    INT_MAX,
+    OUTCOME_CLIENT_DETACHED,
+    OUTCOME_CLIENT_ERROR,
+    OUTCOME_COULDNT_SEND,
+    OUTCOME_DIDNT_NEED,
+    OUTCOME_NO_REPLY,
+    OUTCOME_SUCCESS,
+    OUTCOME_VALIDATE_ERROR,
+    SERVER_STATE_IN_PROGRESS,
+    SERVER_STATE_INACTIVE,
+    SERVER_STATE_OVER,
+    SERVER_STATE_UNSENT,
+    TRANSITION_NO_NEW_RESULTS,
+    TRANSITION_NONE,
+    VALIDATE_STATE_INCONCLUSIVE,
+    VALIDATE_STATE_INIT,
+    VALIDATE_STATE_INVALID,
+    VALIDATE_STATE_NO_CHECK,
+    VALIDATE_STATE_TOO_LATE,
+    WU_ERROR_COULDNT_SEND_RESULT,
+    WU_ERROR_TOO_MANY_ERROR_RESULTS,
+    WU_ERROR_TOO_MANY_TOTAL_RESULTS,
 )
-from .results import create_result_rows
+from .results import insert_result_rows, new_result_rows, read_result_template
 
-SELECT_LIMIT = 1000                # result rows per query, as stock
+BATCH_WORKUNITS = 100              # workunits per transaction
 SAFETY_NET_MIN_DELAY = 10 * 86400  # revisit an undecided workunit at least this often
 SAFETY_NET_DELAY_FACTOR = 1.5      # ... or after 1.5 delay_bounds
 MIN_CATCH_UP_DELAY = 60
@@ -41,8 +69,8 @@ _WU_COLUMNS = ("id, name, appid, min_quorum, need_validate, canonical_resultid, 
                "delay_bound, error_mask, max_error_results, max_total_results, file_delete_state, "
                "assimilate_state, target_nresults, result_template_file, priority, hr_class, batch, "
                "app_version_id, transitioner_flags, size_class")
-_RESULT_COLUMNS = ("id, name, report_deadline, server_state, outcome, validate_state, file_delete_state, "
-                   "sent_time, hostid, received_time, app_version_id, exit_status")
+_RESULT_COLUMNS = ("id, workunitid, name, report_deadline, server_state, outcome, validate_state, "
+                   "file_delete_state, sent_time, hostid, received_time, app_version_id, exit_status")
 # Workunit columns the transitioner may change, transition_time apart.
 _WU_UPDATABLE = ("need_validate", "error_mask", "assimilate_state", "file_delete_state", "hr_class",
                  "app_version_id")
@@ -59,7 +87,7 @@ class TransitionSettings:
     reliable_priority_on_over_except_error: int = 0
 
     @classmethod
-    def from_config(cls, config: ProjectConfig) -> "TransitionSettings":
+    def from_config(cls, config: ProjectConfig) -> TransitionSettings:
         return cls(delete_delay=config.option_float("delete_delay_hours", 0.0) * 3600,
                    hr_class_static=config.option_flag("hr_class_static"),
                    reliable_priority_on_over=config.option_int("reliable_priority_on_over", 0),
@@ -99,6 +127,7 @@ class WorkunitTransition:
     settings: TransitionSettings
     wu: dict[str, Any] = field(init=False)
     changed_result_ids: set[int] = field(default_factory=set)
+    timed_out: list[dict[str, Any]] = field(default_factory=list)
     new_results: int = 0
     priority_increase: int = 0
     counts: ResultCounts = field(default_factory=ResultCounts)
@@ -108,7 +137,7 @@ class WorkunitTransition:
         self.wu = dict(self.original)
         self.results = [dict(r) for r in self.results]
 
-    def decide(self) -> "WorkunitTransition":
+    def decide(self) -> WorkunitTransition:
         canonical = self._canonical_result()
         self._count_results(canonical)
         self._trigger_validation()
@@ -152,6 +181,7 @@ class WorkunitTransition:
             self.counts.in_progress += 1
             return
         self._set_result(result, server_state=SERVER_STATE_OVER, outcome=OUTCOME_NO_REPLY)
+        self.timed_out.append(result)
         self.notes.append(f"{result['name']} timed out: OVER/NO_REPLY")
         self.counts.over += 1
         self.counts.no_reply += 1
@@ -312,10 +342,12 @@ def _outputs_deletable(result: dict[str, Any]) -> bool:
 class Transitioner(Daemon):
     name = "ext_transitioner"
     default_sleep_interval = 5.0
+    batch_size = BATCH_WORKUNITS
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.settings = TransitionSettings.from_config(self.config)
+        self.daily_result_quota = self.config.option_int("daily_result_quota", 0)
         self.wu_id: int | None = self.options.extra.get("wu_id")
         self._upload_key: PrivateKey | None = None
 
@@ -332,75 +364,92 @@ class Transitioner(Daemon):
             wu_ids = self._due_workunit_ids(after_id)
             if not wu_ids:
                 break
-            for wu_id in wu_ids:
-                if self.should_stop():
-                    break
-                did_work |= self.transition_workunit(wu_id)
+            did_work |= self.transition_batch(wu_ids)
             after_id = wu_ids[-1]
             if self.wu_id is not None:
                 break
         return did_work
 
     def _due_workunit_ids(self, after_id: int) -> list[int]:
-        """Ids of due workunits above `after_id`, from at most SELECT_LIMIT workunit×result rows."""
+        """Ids of up to batch_size due workunits above `after_id` (read without locks)."""
         due, params = self._due_clause(int(time.time()))
-        with self.db.transaction():
-            rows = self.db.query(
-                "select wu.id from workunit wu left join result res on wu.id = res.workunitid "
-                f"where {due} and wu.id > %s{self.mod_clause('wu.id')} order by wu.id limit %s",
-                params + (after_id, SELECT_LIMIT))
-        return list(dict.fromkeys(row["id"] for row in rows))
+        rows = self.db.query(f"select wu.id from workunit wu where {due} and wu.id > %s"
+                             f"{self.mod_clause('wu.id')} order by wu.id limit %s",
+                             params + (after_id, self.batch_size))
+        return [row["id"] for row in rows]
 
     def _due_clause(self, now: int) -> tuple[str, tuple]:
         if self.wu_id is not None:
             return f"wu.id = %s and wu.transitioner_flags <> {TRANSITION_NONE}", (self.wu_id,)
         return f"wu.transition_time < %s and wu.transitioner_flags <> {TRANSITION_NONE}", (now,)
 
-    def transition_workunit(self, wu_id: int) -> bool:
-        """One workunit in one transaction; False if it was no longer due."""
+    def transition_batch(self, wu_ids: list[int]) -> bool:
+        """The workunits of `wu_ids` still due, in one transaction; False if none was."""
         now = int(time.time())
         with self.db.transaction():
-            wu = self._lock_workunit(wu_id, now)
-            if wu is None:
-                return False
-            results = self.db.query(f"select {_RESULT_COLUMNS} from result where workunitid = %s "
-                                    "order by id for update", (wu_id,))
-            transition = WorkunitTransition(wu, results, now, self.settings).decide()
-            created = self._write_transition(transition)
-        log = self.item_log("WU", wu_id, wu["name"])
+            workunits = self._lock_workunits(wu_ids, now)
+            results = self._lock_results([wu["id"] for wu in workunits])
+            transitions = [WorkunitTransition(wu, results.get(wu["id"], []), now, self.settings).decide()
+                           for wu in workunits]
+            created = self._write_batch(transitions)
+        for transition in transitions:
+            self._log_transition(transition, created.get(transition.wu["id"], []))
+        return bool(transitions)
+
+    def _lock_workunits(self, wu_ids: list[int], now: int) -> list[dict[str, Any]]:
+        due, params = self._due_clause(now)
+        marks = ", ".join(["%s"] * len(wu_ids))
+        return self.db.query(f"select {_WU_COLUMNS} from workunit wu where wu.id in ({marks}) and {due} "
+                             "order by wu.id for update", tuple(wu_ids) + params)
+
+    def _lock_results(self, wu_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """The workunits' results by workunit id, in id order."""
+        if not wu_ids:
+            return {}
+        marks = ", ".join(["%s"] * len(wu_ids))
+        by_wu: dict[int, list[dict[str, Any]]] = {}
+        for row in self.db.query(f"select {_RESULT_COLUMNS} from result where workunitid in ({marks}) "
+                                 "order by id for update", wu_ids):
+            by_wu.setdefault(row["workunitid"], []).append(row)
+        return by_wu
+
+    def _log_transition(self, transition: WorkunitTransition, created: list[str]) -> None:
+        log = self.item_log("WU", transition.wu["id"], transition.wu["name"])
         log.info("%s%s; transition_time=>%d", transition.summary(),
                  f"; created {', '.join(created)}" if created else "", transition.wu["transition_time"])
-        return True
-
-    def _lock_workunit(self, wu_id: int, now: int) -> dict[str, Any] | None:
-        due, params = self._due_clause(now)
-        return self.db.query_one(f"select {_WU_COLUMNS} from workunit wu where wu.id = %s and {due} for update",
-                                 (wu_id,) + params)
 
     # --- writing -----------------------------------------------------------------------------
-    def _write_transition(self, transition: WorkunitTransition) -> list[str]:
-        for result in transition.changed_results():
-            assignments = ", ".join(f"{name} = %s" for name in _RESULT_UPDATABLE)
-            self.db.execute(f"update result set {assignments} where id = %s",
-                            tuple(result[name] for name in _RESULT_UPDATABLE) + (result["id"],))
-        created = create_result_rows(self.db, transition.wu, transition.new_results,
-                                     transition.counts.max_suffix + 1, transition.now, self.config,
-                                     self._certificate_key(), priority_increase=transition.priority_increase)
-        self._update_workunit(transition)
+    def _write_batch(self, transitions: list[WorkunitTransition]) -> dict[int, list[str]]:
+        """All of the batch's changes, one statement per table; returns created names by workunit id."""
+        changed_results = [result for t in transitions for result in t.changed_results()]
+        update_rows(self.db, "result", ("id",), changed_results, _RESULT_UPDATABLE)
+        created = self._create_results(transitions)
+        TimeoutPenalties(self.db, self.daily_result_quota).apply(transitions)
+        self._update_workunits(transitions)
         return created
 
-    def _update_workunit(self, transition: WorkunitTransition) -> None:
-        changed = transition.changed_wu_fields()
-        assignments = [f"{name} = %s" for name in changed]
-        params: list[Any] = list(changed.values())
-        old_time, new_time = transition.original["transition_time"], transition.wu["transition_time"]
-        if new_time != old_time:
-            # Written only if nothing moved it meanwhile; otherwise come back at once.
-            assignments.append("transition_time = if(transition_time = %s, %s, %s)")
-            params += [old_time, new_time, transition.now]
-        if assignments:
-            self.db.execute(f"update workunit set {', '.join(assignments)} where id = %s",
-                            tuple(params) + (transition.wu["id"],))
+    def _create_results(self, transitions: list[WorkunitTransition]) -> dict[int, list[str]]:
+        templates: dict[str, str] = {}
+        created: dict[int, list[str]] = {}
+        rows: list[tuple] = []
+        for t in transitions:
+            if t.new_results <= 0:
+                continue
+            path = t.wu["result_template_file"]
+            if path not in templates:
+                templates[path] = read_result_template(self.config, path)
+            names, values = new_result_rows(t.wu, t.new_results, t.counts.max_suffix + 1, t.now, self.config,
+                                            self._certificate_key(), templates[path], t.priority_increase)
+            created[t.wu["id"]] = names
+            rows += values
+        insert_result_rows(self.db, rows)
+        return created
+
+    def _update_workunits(self, transitions: list[WorkunitTransition]) -> None:
+        changed = [t for t in transitions if t.changed_wu_fields()
+                   or t.wu["transition_time"] != t.original["transition_time"]]
+        columns = sorted({name for t in changed for name in t.changed_wu_fields()}) + ["transition_time"]
+        update_rows(self.db, "workunit", ("id",), [t.wu for t in changed], columns)
 
     # --- keys --------------------------------------------------------------------------------
     def _load_upload_key(self) -> None:
@@ -415,6 +464,145 @@ class Transitioner(Daemon):
 
     def _certificate_key(self) -> PrivateKey | None:
         return None if self.config.dont_generate_upload_certificates else self._upload_key
+
+
+# --- host_app_version penalties for timed-out results (stock: result_timed_out) -------------
+HAV_AVG_THRESHOLD = 20  # turnaround samples before the average turns exponential
+HAV_AVG_WEIGHT = 0.01   # a new sample's weight in the exponential average
+HAV_AVG_LIMIT = 10      # samples are capped at this many times the average
+_HAV_KEY = ("host_id", "app_version_id")
+_HAV_PENALIZED = ("turnaround_n", "turnaround_avg", "turnaround_var", "turnaround_q", "max_jobs_per_day",
+                  "consecutive_valid")
+_HAV_ZEROED = ("pfc_n", "pfc_avg", "et_n", "et_avg", "et_var", "et_q", "max_jobs_per_day", "n_jobs_today",
+               "turnaround_n", "turnaround_avg", "turnaround_var", "turnaround_q", "consecutive_valid")
+
+
+def generalized_app_version_id(app_version_id: int, appid: int) -> int:
+    """host_app_version's key: anonymous-platform versions (negative ids) map per app."""
+    return appid * 1000000 - app_version_id if app_version_id < 0 else app_version_id
+
+
+def add_turnaround_sample(hav: dict[str, Any], sample: float) -> None:
+    """Stock's AVERAGE_VAR::update_var over the row's turnaround_* columns."""
+    if sample < 0:
+        return
+    n, avg = hav["turnaround_n"], hav["turnaround_avg"]
+    if n and avg and sample > avg * HAV_AVG_LIMIT:
+        sample = avg * HAV_AVG_LIMIT
+    n += 1
+    delta = sample - avg
+    if n < HAV_AVG_THRESHOLD:
+        avg += delta / n
+        hav["turnaround_q"] += delta * (sample - avg)
+        hav["turnaround_var"] = hav["turnaround_q"] / n
+    else:
+        avg += HAV_AVG_WEIGHT * delta
+        hav["turnaround_var"] += HAV_AVG_WEIGHT * (delta * delta - hav["turnaround_var"])
+    hav["turnaround_n"], hav["turnaround_avg"] = n, avg
+
+
+def reduced_max_jobs_per_day(max_jobs_per_day: int, daily_result_quota: int) -> int:
+    """One job a day less, never below 1; 0 (not yet set) counts as the project's quota."""
+    allowed = min(max_jobs_per_day or daily_result_quota, daily_result_quota)
+    return max(allowed - 1, 1)
+
+
+class TimeoutPenalties:
+    """Each timed-out result's host_app_version gets the workunit's delay_bound as a turnaround
+    sample, one job a day less and consecutive_valid 0. A missing row is made the way stock's
+    hav_lookup makes it (taking over the host's row for the newest older version of the same
+    app, platform and plan class, else a zeroed one); if the app version itself is unknown the
+    result goes unpenalized, as in stock. Rows are locked after the batch's workunits and
+    results, in key order, like the validator's."""
+
+    def __init__(self, db: Database, daily_result_quota: int):
+        self.db = db
+        self.daily_result_quota = daily_result_quota
+
+    def apply(self, transitions: list[WorkunitTransition]) -> None:
+        samples = [(t, result) for t in transitions for result in t.timed_out if result["hostid"]]
+        if not samples:
+            return
+        keys = sorted({self._key(t, result) for t, result in samples})
+        havs = self._lock(keys)
+        for key in keys:
+            if key not in havs and self._adopt_or_create(key):
+                havs.update(self._lock([key]))
+        for t, result in samples:
+            self._penalize(t, result, havs.get(self._key(t, result)))
+        update_rows(self.db, "host_app_version", _HAV_KEY, list(havs.values()), _HAV_PENALIZED)
+
+    @staticmethod
+    def _key(transition: WorkunitTransition, result: dict[str, Any]) -> tuple[int, int]:
+        return result["hostid"], generalized_app_version_id(result["app_version_id"], transition.wu["appid"])
+
+    def _penalize(self, transition: WorkunitTransition, result: dict[str, Any], hav: dict[str, Any] | None) -> None:
+        if hav is None:
+            transition.notes.append(f"{result['name']}: no host_app_version for host #{result['hostid']}, "
+                                    f"app version #{result['app_version_id']}; not penalized")
+            return
+        add_turnaround_sample(hav, float(transition.wu["delay_bound"]))
+        old_quota = hav["max_jobs_per_day"]
+        hav["max_jobs_per_day"] = reduced_max_jobs_per_day(old_quota, self.daily_result_quota)
+        hav["consecutive_valid"] = 0
+        transition.notes.append(f"host_app_version ({hav['host_id']}, {hav['app_version_id']}): "
+                                f"max_jobs_per_day {old_quota}=>{hav['max_jobs_per_day']}, consecutive_valid=>0")
+
+    def _lock(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
+        where = " or ".join("(host_id = %s and app_version_id = %s)" for _ in keys)
+        rows = self.db.query(f"select {', '.join(_HAV_KEY + _HAV_PENALIZED)} from host_app_version "
+                             f"where {where} order by host_id, app_version_id for update",
+                             [value for key in keys for value in key])
+        return {(row["host_id"], row["app_version_id"]): row for row in rows}
+
+    def _adopt_or_create(self, key: tuple[int, int]) -> bool:
+        """Makes the missing row for `key`; False if its app version is unknown."""
+        host_id, version_id = key
+        version = self.db.query_one("select appid, platformid, plan_class from app_version where id = %s",
+                                    (version_id,))
+        if version is None:
+            return False
+        older = self.db.scalar(
+            "select hav.app_version_id from host_app_version hav join app_version av on av.id = hav.app_version_id "
+            "where hav.host_id = %s and av.appid = %s and av.platformid = %s and av.plan_class = %s "
+            "order by av.version_num desc, hav.app_version_id limit 1 for update",
+            (host_id, version["appid"], version["platformid"], version["plan_class"]))
+        if older is not None:
+            self.db.execute("update host_app_version set app_version_id = %s where host_id = %s and app_version_id = %s",
+                            (version_id, host_id, older))
+        else:
+            columns = ", ".join(_HAV_KEY + _HAV_ZEROED)
+            self.db.execute(f"insert into host_app_version ({columns}) values "
+                            f"({', '.join(['%s'] * (len(_HAV_KEY) + len(_HAV_ZEROED)))})",
+                            key + (0,) * len(_HAV_ZEROED))
+        return True
+
+
+# --- writing many rows at once --------------------------------------------------------------
+def update_rows(db: Database, table: str, key_columns: tuple[str, ...], rows: list[dict[str, Any]],
+                columns: list[str] | tuple[str, ...]) -> None:
+    """Sets each row's `columns` to its own values in one UPDATE (a CASE per column over the
+    rows' keys). Table and column names come from code; values are rendered as SQL literals.
+    The caller has locked the rows."""
+    if not rows:
+        return
+    if len(key_columns) == 1:
+        key = key_columns[0]
+        head, labels = f"case {key}", [_sql(row[key]) for row in rows]
+        where = f"{key} in ({', '.join(labels)})"
+    else:
+        head = "case"
+        labels = [" and ".join(f"{k} = {_sql(row[k])}" for k in key_columns) for row in rows]
+        where = " or ".join(f"({label})" for label in labels)
+    assignments = [f"{column} = {head} "
+                   + " ".join(f"when {label} then {_sql(row[column])}" for label, row in zip(labels, rows))
+                   + f" else {column} end"
+                   for column in columns]
+    db.execute(f"update {table} set {', '.join(assignments)} where {where}")
+
+
+def _sql(value: Any) -> str:
+    return literal_of(value).decode("utf-8")
 
 
 if __name__ == "__main__":

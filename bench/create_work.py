@@ -16,15 +16,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _setup import bench_project  # noqa: E402
+
 from boinc_ext.db import Database  # noqa: E402
-from boinc_ext.dbserver import MariaDBServer  # noqa: E402
-from boinc_ext.project import ProjectSpec, create_project  # noqa: E402
 from boinc_ext.work import _INSERT_WU, WorkCreator, WorkunitRequest  # noqa: E402
 
 STOCK = {"single": 263.0, "batch": 24100.0, "staging": 15000.0}
@@ -107,21 +106,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10000)
     args = parser.parse_args()
-    n = args.n
-    work = Path(tempfile.mkdtemp(prefix="bench-create-work-"))
-    server = MariaDBServer(work / "db")
-    server.init()
-    server.start()
-    try:
-        config = create_project(ProjectSpec(work / "project", "http://127.0.0.1:8999/bench/", "bench",
-                                            server.settings("bench")))
-        (config.project_dir / "templates" / "in").write_text(IN_TEMPLATE)
-        (config.project_dir / "templates" / "out").write_text(OUT_TEMPLATE)
-        results = run_all(config, work, n)
-    finally:
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    report(results, n)
+    with bench_project("bench-create-work-", {"in": IN_TEMPLATE, "out": OUT_TEMPLATE}) as (config, work):
+        results = run_all(config, work, args.n)
+    report(results, args.n)
     return 0
 
 

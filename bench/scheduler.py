@@ -26,7 +26,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from types import MappingProxyType
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,24 +33,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from boinc_ext.config import ProjectConfig  # noqa: E402
-from boinc_ext.daemon import DaemonOptions  # noqa: E402
 from boinc_ext.db import Database  # noqa: E402
 from boinc_ext.dbserver import MariaDBServer  # noqa: E402
 from boinc_ext.project import ProjectSpec, create_project  # noqa: E402
 from boinc_ext.server.scheduler import scheduler_url  # noqa: E402
-from boinc_ext.server.transitioner import Transitioner  # noqa: E402
 from boinc_ext.volunteer import free_port  # noqa: E402
-from boinc_ext.work import WorkCreator, WorkunitRequest  # noqa: E402
+from bench.transitioner import STOCK_WU_PER_S, create_due_workunits, run_transitioner  # noqa: E402
 from sched_client import scheduler_request  # noqa: E402
 from test_scheduler import make_user  # noqa: E402
 
-STOCK = {"no work": (212.0, 362.0), "one job": (73.0, 133.0), "transitioner": 1900.0}
-IN_TEMPLATE = ("<input_template><file_info/><workunit><file_ref><open_name>in</open_name></file_ref>"
-               "<rsc_fpops_est>1e10</rsc_fpops_est><delay_bound>86400</delay_bound></workunit></input_template>")
-OUT_TEMPLATE = ("<output_template><file_info><name><OUTFILE_0/></name><generated_locally/>"
-                "<upload_when_present/><max_nbytes>100000</max_nbytes><url><UPLOAD_URL/></url></file_info>"
-                "<result><file_ref><file_name><OUTFILE_0/></file_name><open_name>out</open_name></file_ref>"
-                "</result></output_template>")
+STOCK = {"no work": (212.0, 362.0), "one job": (73.0, 133.0), "transitioner": STOCK_WU_PER_S}
 
 
 def set_up(base: Path, n: int) -> tuple[MariaDBServer, ProjectConfig, float]:
@@ -67,17 +58,8 @@ def set_up(base: Path, n: int) -> tuple[MariaDBServer, ProjectConfig, float]:
                         "<max_wus_to_send>50</max_wus_to_send>\n    <max_wus_in_progress>100000</max_wus_in_progress>")
     (config.project_dir / "config.xml").write_text(text)
     config = ProjectConfig.load(config.project_dir)
-    (config.project_dir / "templates" / "b_in").write_text(IN_TEMPLATE)
-    (config.project_dir / "templates" / "b_out").write_text(OUT_TEMPLATE)
-    data = base / "input.txt"
-    data.write_text("x\n")
-    with Database.for_project(config) as db:
-        creator = WorkCreator(config, db, "r_job", "templates/b_in", "templates/b_out")
-        creator.create_many([WorkunitRequest(f"bench_{i}", [data]) for i in range(n)])
-        db.execute("update workunit set transition_time = %s", (int(time.time()) - 1,))
-    started = time.perf_counter()
-    Transitioner(config, DaemonOptions(one_pass=True, extra=MappingProxyType({}))).run()
-    transitioner_rate = n / (time.perf_counter() - started)
+    create_due_workunits(config, n, base)
+    transitioner_rate = run_transitioner(config, n).rate
     return server, config, transitioner_rate
 
 

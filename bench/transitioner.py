@@ -6,7 +6,7 @@ signed, the result row inserted, the workunit's transition_time moved. Printed b
     the very rows our transitioner wrote (same statement and commit sizes, into an empty copy
     of the result table): no reads, no decisions, no signing, no workunit updates;
   * the reference: stock BOINC's C++ transitioner, about 1,900 WU/s on this machine kind.
-and where our time goes: signing per workunit, time inside database calls, statements and
+and where our time goes: signing per workunit, time inside database calls and commits, statements and
 commits per workunit (from the server's own counters), and the rest (Python logic). The
 transitioner logs as the daemon does by default (-d 2: one line per workunit), to a file.
 
@@ -15,12 +15,16 @@ Usage: python bench/transitioner.py [--n 10000] [--batch 100]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from unittest import mock
+
+import MySQLdb.connections
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -107,27 +111,26 @@ def _server_counters(db: Database) -> dict[str, int]:
     return {row["Variable_name"]: int(row["Value"]) for row in rows}
 
 
+def _timed_calls(stack: contextlib.ExitStack, stopwatch: _Stopwatch, target, names: tuple[str, ...]) -> None:
+    for name in names:
+        stack.enter_context(mock.patch.object(target, name, stopwatch.wrap(getattr(target, name))))
+
+
 def run_transitioner(config: ProjectConfig, n: int, batch: int | None = None) -> TransitionerRun:
     """One timed pass over `n` due workunits, with signing and database time accounted."""
     signing, database = _Stopwatch(), _Stopwatch()
-    originals = {"sign": results_module.sign_upload_certificate,
-                 **{name: getattr(Database, name) for name in ("query", "execute", "insert_rows", "transaction")}}
-    results_module.sign_upload_certificate = signing.wrap(originals["sign"])
-    for name in ("query", "execute", "insert_rows"):
-        setattr(Database, name, database.wrap(originals[name]))
     transitioner = Transitioner(config, DaemonOptions(one_pass=True, extra=MappingProxyType({})))
     if batch:
         transitioner.batch_size = batch
     with Database.for_project(config) as counters_db:
         before = _server_counters(counters_db)
-        try:
+        with contextlib.ExitStack() as stack:
+            _timed_calls(stack, signing, results_module, ("sign_upload_certificate",))
+            _timed_calls(stack, database, Database, ("query", "execute", "insert_rows"))
+            _timed_calls(stack, database, MySQLdb.connections.Connection, ("begin", "commit"))
             started = time.perf_counter()
             transitioner.run()
             seconds = time.perf_counter() - started
-        finally:
-            results_module.sign_upload_certificate = originals["sign"]
-            for name in ("query", "execute", "insert_rows"):
-                setattr(Database, name, originals[name])
         after = _server_counters(counters_db)
     counters = {name: after[name] - before[name] - (1 if name in ("Questions", "Com_select") else 0)
                 for name in _COUNTERS}  # less our own "show status" (counted as a select)
@@ -163,7 +166,7 @@ def print_transitioner_report(run: TransitionerRun, baseline_rows: int, baseline
     print(f"  stock BOINC transitioner (reference, same machine kind): {STOCK_WU_PER_S:,.0f} WU/s; "
           f"ours/stock {run.rate / STOCK_WU_PER_S:.2f}")
     print(f"  per WU: {total_us:.0f} us = signing {signing_us:.0f} us ({run.signatures / run.n:.2f} certificates, "
-          f"{crypto.private_key_backend()}) + inside database calls {db_us:.0f} us "
+          f"{crypto.private_key_backend()}) + database calls and commits {db_us:.0f} us "
           f"+ Python logic {total_us - signing_us - db_us:.0f} us")
     print(f"  statements per WU: {c['Questions'] / run.n:.3f} (select {c['Com_select'] / run.n:.3f}, "
           f"insert {c['Com_insert'] / run.n:.3f}, update {c['Com_update'] / run.n:.3f}); "

@@ -24,22 +24,20 @@ import cProfile
 import io
 import logging
 import pstats
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import MappingProxyType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _setup import bench_project
+
 from boinc_ext.boinc_schema import blank_row
 from boinc_ext.daemon import DaemonOptions, configure_logging
 from boinc_ext.db import Database
-from boinc_ext.dbserver import MariaDBServer
 from boinc_ext.hierarchy import hier_path
-from boinc_ext.project import ProjectSpec, create_project
 from boinc_ext.server.results import create_result_rows
 from boinc_ext.states import OUTCOME_SUCCESS, SERVER_STATE_OVER, VALIDATE_STATE_VALID
 from boinc_ext.validator.daemon import Validator
@@ -239,19 +237,8 @@ def main() -> int:
     parser.add_argument("--policy", choices=("bitwise", "rds"), default="bitwise")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the validator run")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-validate-"))
-    server = MariaDBServer(work / "db")
-    server.init()
-    server.start()
-    try:
-        config = create_project(ProjectSpec(work / "project", "http://127.0.0.1:8999/bench/", "bench",
-                                            server.settings("bench")))
-        (config.project_dir / "templates" / "bench_in").write_text(IN_TEMPLATE)
-        (config.project_dir / "templates" / "bench_out").write_text(OUT_TEMPLATE)
+    with bench_project("bench-validate-", {"bench_in": IN_TEMPLATE, "bench_out": OUT_TEMPLATE}) as (config, work):
         figures = run_all(config, work, args.n, args.profile, args.policy)
-    finally:
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
     report(figures, args.n, args.policy)
     return 0
 

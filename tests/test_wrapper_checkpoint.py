@@ -44,14 +44,14 @@ STEPS_SCRIPT = "".join(
 
 
 def uninterrupted(make_client, script):
-    client = make_client("uninterrupted", wu_name="wu_straight")
-    client.add_script(script)
+    client = make_client("uninterrupted", wu_name="wu_straight", script=script)
     assert client.run(*SEED, env=EVERY_CHANCE) == 0
     return client
 
 
-def quit_after(client, lines: int):
-    """Starts the task, lets it log `lines` iterations, then sends <quit/> as the client does."""
+def interrupted(make_client, script: str, lines: int):
+    """A task of `script`, started, let log `lines` iterations and sent <quit/> as the client does."""
+    client = make_client("interrupted", script=script)
     client.start(*SEED, env=EVERY_CHANCE)
     log = client.work_dir / "iterations.log"
     wait_for(lambda: line_count(log) >= lines, 30, f"{lines} iterations")
@@ -61,7 +61,13 @@ def quit_after(client, lines: int):
     assert client.wait(30) == 0
     assert not client.finish_file.exists()
     assert events.QUIT in client.stderr_text()
-    return line_count(log)
+    return client
+
+
+def resume(client) -> None:
+    """Restarts the quit task, as the client does, and lets it finish."""
+    assert client.restart(*SEED, env=EVERY_CHANCE).wait(60) == 0
+    client.wait()
 
 
 def resumed_position(stderr: str) -> tuple[int, int]:
@@ -71,14 +77,12 @@ def resumed_position(stderr: str) -> tuple[int, int]:
 
 
 def test_quit_then_restart_resumes_and_matches_an_uninterrupted_run(make_client):
-    client = make_client("interrupted")
-    client.add_script(LOOP_SCRIPT)
-    done_before_quit = quit_after(client, 5)
+    client = interrupted(make_client, LOOP_SCRIPT, 5)
+    done_before_quit = line_count(client.work_dir / "iterations.log")
     checkpoint_cpu = max(s.checkpoint_cpu_time for s in client.statuses)
     assert checkpoint_cpu > 0
 
-    assert client.restart(*SEED, env=EVERY_CHANCE).wait(60) == 0
-    client.wait()
+    resume(client)
 
     assert client.finish_file.read_text() == "0\n"
     expression, iteration = resumed_position(client.stderr_text())
@@ -94,12 +98,9 @@ def test_quit_then_restart_resumes_and_matches_an_uninterrupted_run(make_client)
 
 
 def test_nested_loops_with_draws_before_the_inner_loop_resume_exactly(make_client):
-    client = make_client("interrupted")
-    client.add_script(NESTED_SCRIPT)
-    quit_after(client, 6)
+    client = interrupted(make_client, NESTED_SCRIPT, 6)
 
-    assert client.restart(*SEED, env=EVERY_CHANCE).wait(60) == 0
-    client.wait()
+    resume(client)
 
     expression, iteration = resumed_position(client.stderr_text())
     assert expression == 2 and iteration >= 1
@@ -109,12 +110,9 @@ def test_nested_loops_with_draws_before_the_inner_loop_resume_exactly(make_clien
 
 
 def test_checkpoints_between_top_level_expressions(make_client):
-    client = make_client("interrupted")
-    client.add_script(STEPS_SCRIPT)
-    quit_after(client, 3)
+    client = interrupted(make_client, STEPS_SCRIPT, 3)
 
-    assert client.restart(*SEED, env=EVERY_CHANCE).wait(60) == 0
-    client.wait()
+    resume(client)
 
     expression, iteration = resumed_position(client.stderr_text())
     assert expression >= 3 and iteration == 0
@@ -126,15 +124,12 @@ def test_checkpoints_between_top_level_expressions(make_client):
 
 
 def test_torn_checkpoint_is_ignored_and_the_task_starts_over(make_client):
-    client = make_client("interrupted")
-    client.add_script(LOOP_SCRIPT)
-    quit_after(client, 3)
+    client = interrupted(make_client, LOOP_SCRIPT, 3)
     checkpoint = client.slot / ".r_job" / "checkpoint.rds"
     data = checkpoint.read_bytes()
     checkpoint.write_bytes(data[: len(data) // 2])
 
-    assert client.restart(*SEED, env=EVERY_CHANCE).wait(60) == 0
-    client.wait()
+    resume(client)
 
     stderr = client.stderr_text()
     assert events.CHECKPOINT_IGNORED in stderr
@@ -144,13 +139,10 @@ def test_torn_checkpoint_is_ignored_and_the_task_starts_over(make_client):
 
 
 def test_checkpoint_for_another_script_is_not_used(make_client):
-    client = make_client("interrupted")
-    client.add_script(LOOP_SCRIPT)
-    quit_after(client, 3)
+    client = interrupted(make_client, LOOP_SCRIPT, 3)
     client.add_script(LOOP_SCRIPT.replace("1:12", "1:4"))
 
-    assert client.restart(*SEED, env=EVERY_CHANCE).wait(60) == 0
-    client.wait()
+    resume(client)
 
     assert "written for another script" in client.stderr_text()
     assert r_value(f'length(readRDS("{client.output("result.rds")}")$x)') == "10"
@@ -173,14 +165,12 @@ list(out = out, names = names, loop_value = boinc_for(k, 1:2, NULL), k = k,
 
 
 def test_checkpoints_follow_the_clients_period(make_client):
-    client = make_client(checkpoint_period=60)
-    client.add_script("boinc_for(i, 1:3, Sys.sleep(0.1))\n1\n")
+    client = make_client(checkpoint_period=60, script="boinc_for(i, 1:3, Sys.sleep(0.1))\n1\n")
     assert client.run(*SEED) == 0
     assert events.CHECKPOINT_SAVED not in client.stderr_text()
     assert "checkpoint period 60 s" in client.stderr_text()
 
-    frequent = make_client("frequent", checkpoint_period=60)
-    frequent.add_script("boinc_for(i, 1:3, Sys.sleep(0.1))\n1\n")
+    frequent = make_client("frequent", checkpoint_period=60, script="boinc_for(i, 1:3, Sys.sleep(0.1))\n1\n")
     assert frequent.run(*SEED, env=EVERY_CHANCE) == 0
     assert events.CHECKPOINT_SAVED in frequent.stderr_text()
 
@@ -200,12 +190,9 @@ list(tools = "package:tools" %in% search(), digits = getOption("digits"),
      option = getOption("r_job_test_option"), wd = basename(getwd()),
      ext = file_ext("a.csv"))
 """
-    client = make_client("interrupted")
-    client.add_script(script)
-    quit_after(client, 5)
+    client = interrupted(make_client, script, 5)
 
-    assert client.restart(*SEED, env=EVERY_CHANCE).wait(60) == 0
-    client.wait()
+    resume(client)
 
     assert events.CHECKPOINT_RESTORED in client.stderr_text()
     expected = 'list(tools = TRUE, digits = 3L, option = "kept", wd = "sub", ext = "csv")'

@@ -26,8 +26,7 @@ DATA_CSV = "x\n1\n2\n3\n4\n"
 
 
 def test_ok_job_writes_result_stdout_and_finish_file(make_client):
-    client = make_client()
-    client.add_script(OK_SCRIPT)
+    client = make_client(script=OK_SCRIPT)
     client.add_input("data.csv", DATA_CSV)
 
     assert client.run("--seed", "7") == 0
@@ -47,8 +46,7 @@ def test_ok_job_writes_result_stdout_and_finish_file(make_client):
 
 
 def test_fraction_done_and_cpu_time_are_reported(make_client):
-    client = make_client()
-    client.add_script("boinc_for(i, 1:5, { boinc_progress(i / 5); Sys.sleep(0.5) })\n")
+    client = make_client(script="boinc_for(i, 1:5, { boinc_progress(i / 5); Sys.sleep(0.5) })\n")
 
     assert client.run("--seed", "7") == 0
 
@@ -61,8 +59,7 @@ def test_fraction_done_and_cpu_time_are_reported(make_client):
 
 
 def test_failing_script_exits_nonzero_with_r_message(make_client):
-    client = make_client()
-    client.add_script('x <- 1\nstop("the data are bad: ", x + 1)\n"never"\n')
+    client = make_client(script='x <- 1\nstop("the data are bad: ", x + 1)\n"never"\n')
 
     assert client.run("--seed", "1") == 1
 
@@ -75,8 +72,7 @@ def test_failing_script_exits_nonzero_with_r_message(make_client):
 
 
 def test_script_that_does_not_parse_fails_clearly(make_client):
-    client = make_client()
-    client.add_script("x <- (1 + \n")
+    client = make_client(script="x <- (1 + \n")
 
     assert client.run("--seed", "1") == 1
 
@@ -85,8 +81,7 @@ def test_script_that_does_not_parse_fails_clearly(make_client):
 
 
 def test_script_calling_quit_is_a_failure_not_a_result(make_client):
-    client = make_client()
-    client.add_script("x <- 1\nquit(status = 0)\nx\n")
+    client = make_client(script="x <- 1\nquit(status = 0)\nx\n")
 
     assert client.run("--seed", "1") == 1
 
@@ -125,8 +120,7 @@ def test_same_seed_gives_identical_results_and_other_seeds_differ(make_client):
     script = "x <- rnorm(5)\nboinc_for(i, 1:3, x <- c(x, sample(100, 1)))\nx\n"
     runs = {}
     for name, seed in (("a", "11"), ("b", "11"), ("c", "12")):
-        client = make_client(name, wu_name=f"wu_{name}")
-        client.add_script(script)
+        client = make_client(name, wu_name=f"wu_{name}", script=script)
         assert client.run("--seed", seed, env={"R_JOB_CHECKPOINT_PERIOD": "0"}) == 0
         runs[name] = client.output("result.rds")
 
@@ -135,8 +129,7 @@ def test_same_seed_gives_identical_results_and_other_seeds_differ(make_client):
 
 
 def test_rng_kind_and_derived_seed(make_client):
-    client = make_client(wu_name="wu_kind")
-    client.add_script("runif(2)\n")
+    client = make_client(wu_name="wu_kind", script="runif(2)\n")
     assert client.run("--rng-kind", "L'Ecuyer-CMRG") == 0
 
     stderr = client.stderr_text()
@@ -147,8 +140,7 @@ def test_rng_kind_and_derived_seed(make_client):
 
 
 def test_warnings_and_messages_go_to_stderr_not_stdout(make_client):
-    client = make_client()
-    client.add_script('message("note to self")\nx <- as.integer("a")\nprint("out")\n')
+    client = make_client(script='message("note to self")\nx <- as.integer("a")\nprint("out")\n')
 
     assert client.run("--seed", "1") == 0
 
@@ -159,8 +151,7 @@ def test_warnings_and_messages_go_to_stderr_not_stdout(make_client):
 
 
 def test_r_killed_by_a_signal_is_a_temporary_exit_until_it_recurs_too_often(make_client):
-    client = make_client()
-    client.add_script("x <- 1\ntools::pskill(Sys.getpid(), tools::SIGKILL)\nx\n")
+    client = make_client(script="x <- 1\ntools::pskill(Sys.getpid(), tools::SIGKILL)\nx\n")
 
     assert client.run("--seed", "1") == 0
 
@@ -174,8 +165,7 @@ def test_r_killed_by_a_signal_is_a_temporary_exit_until_it_recurs_too_often(make
 
 
 def test_busy_slot_is_a_temporary_exit(make_client):
-    client = make_client()
-    client.add_script("1\n")
+    client = make_client(script="1\n")
     with slot_lock(client.slot):  # as if an earlier instance still ran here
         assert client.run("--seed", "1") == 0
     assert client.slot.joinpath("boinc_temporary_exit").exists()

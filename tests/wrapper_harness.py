@@ -343,12 +343,15 @@ def wrapper_pyz(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def make_client(tmp_path, wrapper_pyz):
-    """make_client(name, **FakeClient options): a fake client in its own tree, cleaned up after."""
+    """make_client(name, script=None, **FakeClient options): a fake client in its own tree,
+    given `script` as its script.R if one is given; cleaned up after."""
     clients = []
 
-    def make(name: str = "task", **options) -> FakeClient:
+    def make(name: str = "task", script: str | None = None, **options) -> FakeClient:
         client = FakeClient(tmp_path / name, wrapper_pyz, **options)
         clients.append(client)
+        if script is not None:
+            client.add_script(script)
         return client
 
     yield make

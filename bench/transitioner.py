@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +27,14 @@ import MySQLdb.connections
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _setup import bench_project
+
 from boinc_ext import crypto
 from boinc_ext.config import ProjectConfig
 from boinc_ext.daemon import DaemonOptions, configure_logging
 from boinc_ext.db import Database
-from boinc_ext.dbserver import MariaDBServer
-from boinc_ext.project import ProjectSpec, create_project
 from boinc_ext.server import results as results_module
 from boinc_ext.server.transitioner import Transitioner
-from boinc_ext.volunteer import free_port
 from boinc_ext.work import WorkCreator, WorkunitRequest
 
 STOCK_WU_PER_S = 1900.0
@@ -74,16 +72,6 @@ def create_due_workunits(config: ProjectConfig, n: int, base: Path) -> None:
         creator = WorkCreator(config, db, "r_job", "templates/b_in", "templates/b_out")
         creator.create_many([WorkunitRequest(f"bench_{i}", [data]) for i in range(n)])
         db.execute("update workunit set transition_time = %s", (int(time.time()) - 1,))
-
-
-def set_up(base: Path, n: int) -> tuple[MariaDBServer, ProjectConfig]:
-    server = MariaDBServer(base / "db")
-    server.init()
-    server.start()
-    config = create_project(ProjectSpec(project_dir=base / "proj", master_url=f"http://127.0.0.1:{free_port()}/bench/",
-                                        name="bench", db=server.settings("bench")))
-    create_due_workunits(config, n, base)
-    return server, config
 
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -178,17 +166,14 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=Transitioner.batch_size, help="workunits per transaction")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-transitioner-") as tmp:
-        print(f"setting up: private MariaDB, project, {args.n:,} due workunits ...", flush=True)
-        server, config = set_up(Path(tmp), args.n)
-        try:
-            with open(Path(tmp) / "transitioner.log", "w") as log:
-                configure_logging(Transitioner.name, 2, log)
-                run = run_transitioner(config, args.n, args.batch)
-            rows, rate = baseline_insert_rate(config, args.batch)
-            print_transitioner_report(run, rows, rate)
-        finally:
-            server.stop()
+    print(f"setting up: private MariaDB, project, {args.n:,} due workunits ...", flush=True)
+    with bench_project("bench-transitioner-", {}) as (config, work):
+        create_due_workunits(config, args.n, work)
+        with open(work / "transitioner.log", "w") as log:
+            configure_logging(Transitioner.name, 2, log)
+            run = run_transitioner(config, args.n, args.batch)
+        rows, rate = baseline_insert_rate(config, args.batch)
+        print_transitioner_report(run, rows, rate)
     return 0
 
 

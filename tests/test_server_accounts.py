@@ -21,7 +21,7 @@ from boinc_ext.server.http_db import EVENT_RECONNECT, ThreadDatabases
 from boinc_ext.server.user_accounts import create_account, passwd_hash_of
 from boinc_ext.xmlutil import parse_xml
 
-from boinc_client import BoincClient, require_boinc
+from boinc_ext.volunteer import Volunteer, boinc_available
 from wsgi_server import bound_loopback_socket, serving
 
 EMAIL = "Alice@Example.org"
@@ -337,7 +337,8 @@ def test_a_killed_connection_is_replaced(client, project, mariadb, alice, caplog
 @pytest.fixture
 def served_project(tmp_path, db_settings):
     """A project whose master URL names the port of a waitress server serving it."""
-    require_boinc()
+    if boinc_available() is not None:
+        pytest.skip(boinc_available())
     sock = bound_loopback_socket()
     port = sock.getsockname()[1]
     config = create_project(ProjectSpec(project_dir=tmp_path / "proj", name="rp", db=db_settings,
@@ -355,7 +356,7 @@ def served_project(tmp_path, db_settings):
 def test_a_real_client_creates_and_looks_up_an_account(served_project, tmp_path):
     config = served_project
     url = config.master_url
-    with BoincClient(tmp_path / "client", server_url=url) as client:
+    with Volunteer(tmp_path / "client", network_test_url=url) as client:
         created = client.boinccmd("--create_account", url, "Carol@Example.org", "s3cret-pw", "Carol")
         key = re.search(r"account key: ([0-9a-f]{32})", created)
         assert key, created

@@ -1,4 +1,4 @@
-"""The test helper that runs a real BOINC client: it starts, answers, and leaves nothing behind."""
+"""The local volunteer (a real BOINC client): it starts, answers, restarts, and leaves nothing behind."""
 from __future__ import annotations
 
 import os
@@ -7,32 +7,53 @@ import time
 
 import pytest
 
-from boinc_client import BoincClient, BoincClientError, _end_session, _session_members, project_dir_name
+from boinc_ext.volunteer import (Volunteer, VolunteerError, _end_session, _session_members, boinc_available,
+                                 project_dir_name)
 from boinc_ext.xmlutil import parse_xml_file
+
+needs_boinc = pytest.mark.skipif(boinc_available() is not None, reason=str(boinc_available()))
 
 
 def test_project_dir_name_is_the_clients():
     assert project_dir_name("http://127.0.0.1:8766/test/") == "127.0.0.1_8766_test"
 
 
+@needs_boinc
 def test_client_starts_answers_and_stops_without_leftovers(tmp_path):
-    client = BoincClient(tmp_path / "c", server_url="http://127.0.0.1:9/",
-                         cc_options={"report_results_immediately": "1"}, log_flags={"http_debug": "0"})
+    client = Volunteer(tmp_path / "c", network_test_url="http://127.0.0.1:9/",
+                       cc_options={"report_results_immediately": "1"}, log_flags={"task_debug": "1"})
     with client:
         pid = client.process.pid
         assert client.running
         assert "network connection status" in client.boinccmd("--get_cc_status")
         client.wait_for_log(r"Initialization completed", timeout=10)
-        options = parse_xml_file(tmp_path / "c" / "cc_config.xml").find("options")
+        config = parse_xml_file(tmp_path / "c" / "cc_config.xml")
+        options = config.find("options")
         assert options.findtext("no_info_fetch") == "1"
         assert options.findtext("network_test_url") == "http://127.0.0.1:9/"
         assert options.findtext("report_results_immediately") == "1"
-        with pytest.raises(BoincClientError):
-            BoincClient(tmp_path / "other", port=client.port).boinccmd("--get_cc_status", timeout=10)
+        assert config.find("log_flags").findtext("task_debug") == "1"
+        with pytest.raises(VolunteerError):
+            Volunteer(tmp_path / "other", port=client.port).boinccmd("--get_cc_status", timeout=10)
     assert not client.running
     assert not os.path.exists(f"/proc/{pid}")
     assert client.stop() is None  # stopping twice is harmless
     assert "Exiting" in client.log_text()
+
+
+@needs_boinc
+def test_a_killed_client_restarts_on_its_port_with_its_state(tmp_path):
+    client = Volunteer(tmp_path / "c").start()
+    try:
+        port, pid = client.port, client.process.pid
+        client.kill()
+        assert not client.running and not os.path.exists(f"/proc/{pid}")
+        client.start()
+        assert client.port == port and client.process.pid != pid
+        client.wait_for_log(r"Initialization completed", timeout=10)
+        assert client.log_text().count("Starting BOINC client") == 2
+    finally:
+        client.stop()
 
 
 def test_tasks_left_in_the_clients_session_are_ended(tmp_path):

@@ -114,6 +114,53 @@ def drive(label: str, port: int, make_call, clients: int, seconds: float) -> flo
     return rate
 
 
+def measure_scheduler(config: ProjectConfig, seconds: float,
+                      clients_list: tuple[int, ...] = (1, 2)) -> dict[tuple[str, int], tuple[float, float]]:
+    """Starts the embedded server on `config` (which holds the unsent results), drives it and
+    stops it; returns {(label, clients): (requests/s, master-page baseline requests/s)}."""
+    process = start_server(config)
+    try:
+        port = urlsplit(config.master_url).port
+        path = urlsplit(scheduler_url(config)).path
+        master = urlsplit(config.master_url).path
+        with Database.for_project(config) as db:
+            auths = [make_user(db, f"b{i}@example.org") for i in range(max(clients_list))]
+        hosts = [int(request(port, "POST", path, scheduler_request(a, work_req_seconds=0)).split(b"<hostid>")[1]
+                     .split(b"<")[0]) for a in auths]
+        seqno = [1] * len(auths)
+
+        def no_work(k, i):
+            request(port, "POST", path, scheduler_request(auths[k], hosts[k], seqno[k] + i, with_key=True,
+                                                          work_req_seconds=0))
+
+        def one_job(k, i):
+            reply = request(port, "POST", path, scheduler_request(auths[k], hosts[k], 10**6 + i, with_key=True,
+                                                                  cpu_req_instances=1))
+            if b"<result>" not in reply:
+                raise RuntimeError("a one-job request got no job (out of unsent results?)")
+
+        print("HTTP, one new connection per request:")
+        figures = {}
+        for clients in clients_list:
+            base_rate = drive("baseline: master page (no database)", port,
+                              lambda k, i: request(port, "GET", master), clients, seconds)
+            for label, call in (("no work", no_work), ("one job", one_job)):
+                rate = drive(f"scheduler RPC, {label}", port, call, clients, seconds)
+                figures[(label, clients)] = (rate, base_rate)
+        return figures
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def print_scheduler_summary(figures: dict[tuple[str, int], tuple[float, float]]) -> None:
+    print("\nsummary (ratio = ours / master-page baseline; stock = C++ CGI scheduler, same machine kind)")
+    for (label, clients), (rate, base_rate) in figures.items():
+        stock = STOCK[label][clients - 1]
+        print(f"  {label:8} {clients} at a time: {rate:7.1f}/s  baseline {base_rate:7.1f}/s  "
+              f"ratio {rate / base_rate:.2f}  stock {stock:.0f}/s  ours/stock {rate / stock:.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10000)
@@ -123,50 +170,13 @@ def main() -> int:
         base = Path(tmp)
         print(f"setting up: private MariaDB, project, {args.n} workunits ...", flush=True)
         dbserver, config, transitioner_rate = set_up(base, args.n)
-        process = None
         try:
             print(f"transitioner: {transitioner_rate:,.0f} WU/s creating {args.n} results "
                   f"(stock reference about {STOCK['transitioner']:,.0f} WU/s; ratio {transitioner_rate / STOCK['transitioner']:.2f})")
-            process = start_server(config)
-            port = urlsplit(config.master_url).port
-            path = urlsplit(scheduler_url(config)).path
-            master = urlsplit(config.master_url).path
-            with Database.for_project(config) as db:
-                auths = [make_user(db, f"b{i}@example.org") for i in range(2)]
-            hosts = [int(request(port, "POST", path, scheduler_request(a, work_req_seconds=0)).split(b"<hostid>")[1]
-                         .split(b"<")[0]) for a in auths]
-            seqno = [1, 1]
-
-            def no_work(k, i):
-                request(port, "POST", path, scheduler_request(auths[k], hosts[k], seqno[k] + i, with_key=True,
-                                                              work_req_seconds=0))
-
-            def one_job(k, i):
-                reply = request(port, "POST", path, scheduler_request(auths[k], hosts[k], 10**6 + i, with_key=True,
-                                                                      cpu_req_instances=1))
-                if b"<result>" not in reply:
-                    raise RuntimeError("a one-job request got no job (out of unsent results?)")
-
-            print("HTTP, one new connection per request:")
-            figures = {}
-            for clients in (1, 2):
-                base_rate = drive("baseline: master page (no database)", port,
-                                  lambda k, i: request(port, "GET", master), clients, args.seconds)
-                for label, call in (("no work", no_work), ("one job", one_job)):
-                    rate = drive(f"scheduler RPC, {label}", port, call, clients, args.seconds)
-                    figures[(label, clients)] = (rate, base_rate)
-            print("\nsummary (ratio = ours / master-page baseline; stock = C++ CGI scheduler, same machine kind)")
-            for (label, clients), (rate, base_rate) in figures.items():
-                stock = STOCK[label][clients - 1]
-                print(f"  {label:8} {clients} at a time: {rate:7.1f}/s  baseline {base_rate:7.1f}/s  "
-                      f"ratio {rate / base_rate:.2f}  stock {stock:.0f}/s  ours/stock {rate / stock:.2f}")
+            print_scheduler_summary(measure_scheduler(config, args.seconds))
         finally:
-            if process is not None:
-                process.terminate()
-                process.wait(timeout=30)
             dbserver.stop()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

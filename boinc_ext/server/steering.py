@@ -9,8 +9,8 @@ flooded.
 The floor is the client's: it looks at its RPC timers only every 5 s (client_state.h
 SCHEDULER_RPC_POLL_PERIOD), counted from the end of its last RPC, and an RPC takes it about
 2 s (it acts in 1 s steps). So an idle client calls about every 7 s whatever shorter delay
-it gets; min_delay 5 is that floor, and a new job waits 3.5 s on average for the call that
-fetches it (measured by bench/turnaround.py). Shorter delays would only add load.
+it gets; min_delay 5 is that floor (a shorter delay gains nothing), and a new job waits
+about 4 s on average for the call that fetches it (measured by bench/turnaround.py).
 """
 from __future__ import annotations
 

@@ -48,8 +48,19 @@ def script(tmp_path, name, text):
 
 def wait_one(grid, job_id, timeout=JOB_TIMEOUT):
     status = grid.wait([job_id], timeout)[job_id]
-    assert status.state in ("done", "failed"), f"job {job_id} still {status.state} after {timeout} s"
+    assert status.state in ("done", "failed"), \
+        f"job {job_id} still {status.state} after {timeout} s\n{grid_picture(grid, job_id)}"
     return status
+
+
+def grid_picture(grid, job_id) -> str:
+    """What a stuck job's rows and the clients' tasks look like, for the failure message."""
+    columns = ("name", "hostid", "server_state", "outcome", "client_state", "validate_state")
+    rows = [{c: r[c] for c in columns} for r in results_of(grid, job_id)]
+    tasks = {str(v.directory.name): [(t.name, t.state, t.active_state) for t in v.tasks()] if v.running
+             else "not running" for v in grid.volunteers}
+    logs = {str(v.directory.name): v.log_tail(15) for v in grid.volunteers}
+    return f"results: {rows}\nclient tasks: {tasks}\nclient logs: {logs}"
 
 
 def results_of(grid, job_id):
@@ -156,6 +167,7 @@ def test_daemons_killed_mid_pass_lose_nothing_and_do_nothing_twice(grid, tmp_pat
     with grid.database() as db:
         for job_id in job_ids:
             assert db.scalar("select count(*) from workunit where name = %s", (f"rjob_{job_id}",)) == 1
+            assert len(results_of(grid, job_id)) == 2     # no replica created twice
         for row in db.query("select id, total_credit from user"):
             granted = db.scalar("select coalesce(sum(granted_credit), 0) from result where userid = %s",
                                 (row["id"],))

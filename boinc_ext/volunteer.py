@@ -80,7 +80,7 @@ class Volunteer:
         self.process: subprocess.Popen | None = None
 
     # --- life cycle -----------------------------------------------------------------------
-    def start(self) -> "Volunteer":
+    def start(self) -> Volunteer:
         """Starts the client (again, after stop or kill: same directory, same port)."""
         if self.running:
             return self
@@ -132,7 +132,7 @@ class Volunteer:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def __enter__(self) -> "Volunteer":
+    def __enter__(self) -> Volunteer:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -145,7 +145,7 @@ class Volunteer:
         `check`, on a nonzero exit."""
         command = [BOINCCMD, "--host", f"127.0.0.1:{self.port}", "--passwd", self.password, *args]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
             raise VolunteerError(f"boinccmd {' '.join(args)}: no answer within {timeout:g} s; "

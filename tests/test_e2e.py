@@ -9,18 +9,18 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+from sched_client import scheduler_request
+from test_server_uploads import parse_reply, upload_body
 
 from boinc_ext import crypto
 from boinc_ext.daemonctl import running_pid
 from boinc_ext.jobs.result import fetch_result
 from boinc_ext.local_grid import LocalGrid, run_locally, same_r_value
-from boinc_ext.states import OUTCOME_NO_REPLY, OUTCOME_SUCCESS, VALIDATE_STATE_VALID
 from boinc_ext.server.sched_request import MAX_REQUEST_BYTES
 from boinc_ext.server.scheduler import scheduler_url
 from boinc_ext.server.uploads import STATUS_OK, STATUS_PERMANENT
+from boinc_ext.states import OUTCOME_NO_REPLY, OUTCOME_SUCCESS, VALIDATE_STATE_VALID
 from boinc_ext.volunteer import boinc_available
-from sched_client import scheduler_request
-from test_server_uploads import parse_reply, upload_body
 from wrapper import events as wrapper_events
 
 pytestmark = [pytest.mark.integration,
@@ -103,7 +103,7 @@ def test_failing_script_fails_the_job_with_the_r_error(grid, tmp_path):
 def test_vanished_volunteer_job_is_resent_after_the_deadline(grid, tmp_path):
     path = script(tmp_path, "slow.R", "Sys.sleep(20)\nsum(sqrt(1:1000))\n")
     job_id = grid.submit(path, replication=1, deadline=30)
-    volunteer, task = _wait_for_running_task(grid, f"rjob_{job_id}_")
+    volunteer, _ = _wait_for_running_task(grid, f"rjob_{job_id}_")
     volunteer.kill()           # SIGKILL, client and task: it never reports
     try:
         status = wait_one(grid, job_id, timeout=JOB_TIMEOUT + 60)

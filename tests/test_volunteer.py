@@ -7,8 +7,14 @@ import time
 
 import pytest
 
-from boinc_ext.volunteer import (Volunteer, VolunteerError, _end_session, _session_members, boinc_available,
-                                 project_dir_name)
+from boinc_ext.volunteer import (
+    Volunteer,
+    VolunteerError,
+    _end_session,
+    _session_members,
+    boinc_available,
+    project_dir_name,
+)
 from boinc_ext.xmlutil import parse_xml_file
 
 needs_boinc = pytest.mark.skipif(boinc_available() is not None, reason=str(boinc_available()))

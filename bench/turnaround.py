@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import re
 import statistics
 import subprocess
@@ -52,6 +51,7 @@ SCRIPT = "mean(1:10)\n"
 TARGET_ADDED_SECONDS = 20.0
 JOB_TIMEOUT = 300.0
 POLL = 0.1
+RPC_CYCLE = 7.0       # an idle client's scheduler RPCs come this often (steering.py)
 STOCK_SCHEDULER = {"no work": (212.0, 362.0), "one job": (73.0, 133.0)}
 STOCK_VALIDATOR = (710.0, 750.0)
 STOCK_TRANSITIONER = 1900.0
@@ -232,7 +232,6 @@ def run_grid(base: Path, n_jobs: int, script: Path, idle_seconds: float) -> tupl
             f"{name} {100 * (after[name] - before[name]) / elapsed:.1f}" for name in sorted(after) if name in before))
         client_log = grid.volunteers[0].directory / "stdoutdae.txt"
         jobs = []
-        rng = random.Random(1)
         with grid.database() as db:
             for i in range(n_jobs):
                 times = run_job(grid, db, script)
@@ -240,9 +239,10 @@ def run_grid(base: Path, n_jobs: int, script: Path, idle_seconds: float) -> tupl
                 jobs.append(times)
                 say(f"  job {i + 1}/{n_jobs} (id {times.job_id}): {times.turnaround:5.1f} s submit to done")
                 if i + 1 < n_jobs:
-                    # the client goes idle again; a random extra wait so that the submits fall at
-                    # random points of the client's 5 s scheduler-poll cycle, not at one phase
-                    time.sleep(idle_seconds + rng.uniform(0.0, 7.0))
+                    # The client goes idle again. A job's end is locked to the client's RPC cycle
+                    # (~7 s idle: 5 s poll + the RPC), so equal gaps would submit every job at one
+                    # phase of it; extra waits spread evenly over a cycle sample all phases.
+                    time.sleep(idle_seconds + RPC_CYCLE * i / max(n_jobs - 1, 1))
         log_dir = grid.config.log_dir
     finally:
         say("grid: stopping the client, daemons and database")

@@ -11,9 +11,11 @@ from flask import Flask
 from boinc_ext import crypto
 from boinc_ext.boinc_schema import blank_row
 from boinc_ext.daemon import DaemonOptions
+from boinc_ext.jobs import store as job_store
 from boinc_ext.server import scheduler as scheduler_module
 from boinc_ext.server.http_db import ThreadDatabases
-from boinc_ext.server.scheduler import FALLBACK_FPOPS_EST, TypicalJobSize
+from boinc_ext.server.scheduler import EVENT_WORK_HOLD, FALLBACK_FPOPS_EST, WORK_HOLD_EXTENSION, TypicalJobSize
+from boinc_ext.server.steering import WorkHold
 from boinc_ext.server.transitioner import Transitioner
 from boinc_ext.states import (OUTCOME_CLIENT_ERROR, OUTCOME_SUCCESS, SERVER_STATE_IN_PROGRESS,
                               SERVER_STATE_OVER, SERVER_STATE_UNSENT, VALIDATE_STATE_INVALID)
@@ -27,12 +29,22 @@ PLATFORM = "x86_64-pc-linux-gnu"
 
 
 @pytest.fixture
-def sched(project):
+def sched_app(project):
     app = Flask("test")
     databases = ThreadDatabases.for_project(project)
     app.register_blueprint(scheduler_module.create_blueprint(project, databases))
-    yield app.test_client()
+    yield app
     databases.close_all()
+
+
+@pytest.fixture
+def sched(sched_app):
+    return sched_app.test_client()
+
+
+@pytest.fixture
+def work_hold(sched_app) -> WorkHold:
+    return sched_app.extensions[WORK_HOLD_EXTENSION]
 
 
 @pytest.fixture
@@ -64,16 +76,22 @@ def make_work(project, project_db, tmp_path, app_version):
     script = tmp_path / "job.R"
     script.write_text("x <- 1\n")
 
-    def make(count, replicas=2, **params):
+    def make(count, replicas=2, results=True, **params):
+        """Workunits due for the transitioner, and their results unless results=False."""
         data = tmp_path / "d.csv"
         data.write_text("1\n")
         params.update(min_quorum=replicas, target_nresults=replicas)
         ids = creator.create_many([WorkunitRequest(f"wu_{secrets.token_hex(4)}", [script, data], params=params)
                                    for _ in range(count)])
         project_db.execute("update workunit set transition_time = %s", (int(time.time()) - 1,))
-        Transitioner(project, DaemonOptions(one_pass=True, extra=MappingProxyType({}))).run()
+        if results:
+            run_transitioner(project)
         return ids
     return make
+
+
+def run_transitioner(project):
+    Transitioner(project, DaemonOptions(one_pass=True, extra=MappingProxyType({}))).run()
 
 
 def rpc(client, url, body):
@@ -135,7 +153,8 @@ def test_reply_describes_the_host_as_stored(project_db, sched, url, app_version)
             int(again.findtext("host_create_time"))) == (12.5, "home", created)
 
 
-def test_lost_client_state_reuses_host_and_detaches_its_tasks(project_db, sched, url, make_work):
+def test_lost_client_state_reuses_host_and_detaches_its_tasks(project_db, sched, url, make_work, work_hold):
+    work_hold.seconds = 0    # the detached task's retry is on its way, but no transitioner runs here
     make_work(1, replicas=1)
     auth = make_user(project_db)
     hostid = int(rpc(sched, url, scheduler_request(auth)).findtext("hostid"))
@@ -298,3 +317,71 @@ def test_concurrent_requests_never_send_a_result_twice(project, project_db, url,
     assert len(sent) == len(set(sent)) > 0
     assert project_db.scalar("select count(*) from result where server_state = %s", (SERVER_STATE_IN_PROGRESS,)) \
         == len(sent)
+
+
+def submit_job(db):
+    """An ext_job the work generator has yet to see."""
+    with db.transaction():
+        job_store.insert_job(db, name=None, kind="r", userid=1, replication=1, delay_bound=3600, seed=1,
+                             now=int(time.time()))
+
+
+def timed_rpc(client, url, body):
+    started = time.monotonic()
+    reply = rpc(client, url, body)
+    return reply, time.monotonic() - started
+
+
+def test_request_before_its_work_exists_is_held_and_gets_it(project, project_db, sched, url, make_work, caplog):
+    submit_job(project_db)
+    auth = make_user(project_db)
+
+    def work_generator_then_transitioner():
+        time.sleep(0.6)
+        make_work(1, replicas=1, results=False)
+        run_transitioner(project)
+
+    maker = threading.Thread(target=work_generator_then_transitioner)
+    caplog.set_level("INFO", logger="boinc_ext.server.scheduler")
+    maker.start()
+    reply, elapsed = timed_rpc(sched, url, scheduler_request(auth))
+    maker.join()
+    assert len(reply.findall("result")) == 1
+    assert 0.6 < elapsed < 3.5
+    assert any(EVENT_WORK_HOLD in r.getMessage() and "1 sent" in r.getMessage() for r in caplog.records)
+
+
+def test_no_hold_when_nothing_is_on_the_way(project_db, sched, url, make_work, caplog):
+    make_work(1, replicas=1)
+    auth = make_user(project_db)
+    rpc(sched, url, scheduler_request(auth, cpu_req_instances=1))      # takes the only result
+    stale = int(time.time()) - 600
+    with project_db.transaction():
+        job_store.insert_job(project_db, name=None, kind="r", userid=1, replication=1, delay_bound=3600,
+                             seed=1, now=stale)
+    make_work(1, replicas=1, results=False)
+    project_db.execute("update workunit set transition_time = %s", (stale,))
+    caplog.set_level("INFO", logger="boinc_ext.server.scheduler")
+    reply, elapsed = timed_rpc(sched, url, scheduler_request(make_user(project_db, "other@example.org")))
+    assert not reply.findall("result") and elapsed < 1.0
+    assert not any(EVENT_WORK_HOLD in r.getMessage() for r in caplog.records)
+
+
+def test_held_requests_are_bounded_and_end_when_stopped(project_db, sched_app, work_hold, url, app_version):
+    work_hold.max_held = 1
+    work_hold.seconds = 30
+    submit_job(project_db)       # on its way, but no work generator runs
+    auths = [make_user(project_db, f"u{i}@example.org") for i in range(2)]
+    first: list[float] = []
+    held = threading.Thread(target=lambda: first.append(timed_rpc(sched_app.test_client(), url,
+                                                                  scheduler_request(auths[0]))[1]))
+    held.start()
+    deadline = time.monotonic() + 5
+    while work_hold.held < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert work_hold.held == 1
+    reply, elapsed = timed_rpc(sched_app.test_client(), url, scheduler_request(auths[1], host_cpid="1" * 32))
+    assert not reply.findall("result") and elapsed < 1.0
+    work_hold.stop()
+    held.join(timeout=5)
+    assert not held.is_alive() and first[0] < 5 and work_hold.held == 0

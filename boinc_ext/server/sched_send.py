@@ -14,7 +14,13 @@ import time
 from dataclasses import dataclass
 
 from ..db import Database
-from ..states import SERVER_STATE_IN_PROGRESS, SERVER_STATE_UNSENT
+from ..jobs.model import STATE_SUBMITTED
+from ..states import (
+    SERVER_STATE_IN_PROGRESS,
+    SERVER_STATE_UNSENT,
+    TRANSITION_NO_NEW_RESULTS,
+    TRANSITION_NONE,
+)
 from .app_catalog import AppCatalog, AppVersion
 from .sched_reply import SentJob, element, splice_after, splice_before_last
 from .sched_request import SchedulerRequest
@@ -24,6 +30,7 @@ log = logging.getLogger("boinc_ext.server.scheduler")
 EVENT_RESULT_SENT = "result sent"
 DEFAULT_FLOPS = 1e9
 CANDIDATE_FACTOR = 4     # fetch this many candidates per job wanted, for losers of races
+ON_THE_WAY_WINDOW = 30   # seconds: older pending work waits on a stalled daemon, not on the next poll
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,22 @@ def send_work(db: Database, catalog: AppCatalog, request: SchedulerRequest, host
 def in_progress_count(db: Database, host_id: int) -> int:
     return int(db.scalar("select count(*) from result where hostid = %s and server_state = %s",
                          (host_id, SERVER_STATE_IN_PROGRESS)))
+
+
+def work_on_the_way(db: Database, app_ids: list[int]) -> bool:
+    """Whether results may appear within moments: a job submitted lately that has no workunit
+    yet (the work generator's next pass creates it), or a workunit of these apps that the
+    transitioner is due to look at (it creates a new workunit's results, and retries). Each is
+    one short range of an index (ext_job_state; wu_timeout over the last ON_THE_WAY_WINDOW
+    seconds) read up to its first match, so a held request can ask it every poll."""
+    now = int(time.time())
+    if db.scalar("select 1 from ext_job where state = %s and create_time >= %s limit 1",
+                 (STATE_SUBMITTED, now - ON_THE_WAY_WINDOW)):
+        return True
+    return bool(db.scalar(
+        f"select 1 from workunit where transition_time between %s and %s "
+        f"and transitioner_flags not in (%s, %s) and appid in ({', '.join(['%s'] * len(app_ids))}) limit 1",
+        (now - ON_THE_WAY_WINDOW, now, TRANSITION_NONE, TRANSITION_NO_NEW_RESULTS, *app_ids)))
 
 
 def _candidates(db: Database, app_ids: list[int], host_id: int, limit: int) -> list[dict]:

@@ -1,8 +1,9 @@
 """The scheduler RPC handler: what stock BOINC's `cgi` does for one client request.
 
 One request: parse it, authenticate the account and find or create the host, store and
-ack the reported results, send work that fits the host, and tell the client when to call
-again. Transient database trouble answers HTTP 503, which the client retries with back-off.
+ack the reported results, send work that fits the host (holding the request a few seconds
+if its work is on its way: steering.WorkHold), and tell the client when to call again.
+Transient database trouble answers HTTP 503, which the client retries with back-off.
 """
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ from ..xmlutil import XmlError, parse_xml
 from .app_catalog import AppCatalog
 from .http_db import ThreadDatabases
 from .sched_auth import AuthError, Caller, authenticate
-from .sched_reply import SchedulerReply
+from .sched_reply import SchedulerReply, SentJob
 from .sched_reports import store_reports
 from .sched_request import MAX_REQUEST_BYTES, BadRequest, SchedulerRequest, parse_request
-from .sched_send import SendLimits, in_progress_count, jobs_wanted, send_work
-from .steering import ActiveHostCounter, SteeringPolicy
+from .sched_send import SendLimits, in_progress_count, jobs_wanted, send_work, work_on_the_way
+from .steering import ActiveHostCounter, SteeringPolicy, WorkHold
 
 log = logging.getLogger("boinc_ext.server.scheduler")
 
@@ -38,6 +39,8 @@ BAD_REQUEST_DELAY = 120
 TRANSIENT_ATTEMPTS = 3
 EVENT_RPC = "scheduler rpc"
 EVENT_RPC_REFUSED = "scheduler rpc refused"
+EVENT_WORK_HOLD = "work request held"
+WORK_HOLD_EXTENSION = "boinc_ext.work_hold"   # app.extensions key: serve.py bounds and stops it
 _MOD_TIME = re.compile(rb"<mod_time>\s*([0-9.]+)\s*</mod_time>")
 FALLBACK_FPOPS_EST = 1e12     # stock's estimate for a job that gives none
 JOB_SIZE_SAMPLE = 100         # an app's next unsent results whose workunits set its typical size
@@ -59,6 +62,7 @@ class Scheduler:
         self.limits = SendLimits.from_config(config)
         self.steering = SteeringPolicy.from_config(config)
         self.active_hosts = ActiveHostCounter()
+        self.hold = WorkHold.from_config(config)
         self.code_sign_key = read_public_key(config.key_dir / "code_sign_public").to_text()
         self.job_size = TypicalJobSize()
 
@@ -128,7 +132,24 @@ class Scheduler:
                              self.job_size.fpops_est(db, app_ids))
         reply.jobs = send_work(db, self.catalog, rpc, caller.host, caller.user, wanted, self.limits)
         if wanted and not reply.jobs:
+            reply.jobs = self._hold_for_work(db, rpc, caller, wanted, app_ids)
+        if wanted and not reply.jobs:
             reply.message("No tasks are available right now.")
+
+    def _hold_for_work(self, db: Database, rpc: SchedulerRequest, caller: Caller, wanted: int,
+                       app_ids: list[int]) -> list[SentJob]:
+        """What a hold gets: reports are committed already and no transaction is open, so the
+        request waits holding only its thread."""
+        sent: list[SentJob] = []
+
+        def try_send() -> bool:
+            sent.extend(send_work(db, self.catalog, rpc, caller.host, caller.user, wanted, self.limits))
+            return bool(sent)
+
+        waited = self.hold.wait(try_send, lambda: work_on_the_way(db, app_ids))
+        if waited is not None:
+            log.info("%s: host %d waited %.2f s, %d sent", EVENT_WORK_HOLD, caller.host["id"], waited, len(sent))
+        return sent
 
     def _prefs_to_send(self, caller: Caller, rpc: SchedulerRequest) -> str | None:
         """The account's global preferences, if newer than the ones the client works with."""
@@ -179,6 +200,7 @@ class TypicalJobSize:
 def create_blueprint(config: ProjectConfig, databases: ThreadDatabases) -> Blueprint:
     scheduler = Scheduler(config, databases)
     blueprint = Blueprint("scheduler", __name__)
+    blueprint.record_once(lambda state: state.app.extensions.setdefault(WORK_HOLD_EXTENSION, scheduler.hold))
 
     @blueprint.route(urlsplit(scheduler_url(config)).path, methods=["POST"])
     def scheduler_rpc():

@@ -2,7 +2,8 @@
 
 It listens on the host and port of the project's master URL. Like the daemons, it stops on
 SIGTERM/SIGINT/SIGHUP or when the project's stop_daemons file appears, so `boinc-ext
-stop` (or stock bin/stop) stops it with the rest.
+stop` (or stock bin/stop) stops it with the rest; scheduler requests held for work on its
+way then reply at once.
 """
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from waitress import create_server
 from ..config import ConfigError, ProjectConfig, find_project_dir
 from ..daemon import EVENT_STARTED, EVENT_STOPPED, configure_logging
 from .app import create_app
+from .scheduler import WORK_HOLD_EXTENSION
 
 log = logging.getLogger("boinc_ext.server")
 
 EVENT_SERVING = "server listening"
 DEFAULT_THREADS = 8
+THREADS_NOT_HELD = 2    # waitress threads a work hold never takes: uploads and other RPCs go on
 
 
 def listen_address(config: ProjectConfig) -> tuple[str, int]:
@@ -34,6 +37,8 @@ def listen_address(config: ProjectConfig) -> tuple[str, int]:
 def serve(config: ProjectConfig, threads: int = DEFAULT_THREADS, port: int | None = None) -> int:
     host, url_port = listen_address(config)
     app = create_app(config)
+    work_hold = app.extensions[WORK_HOLD_EXTENSION]
+    work_hold.max_held = max(threads - THREADS_NOT_HELD, 0)
     server = create_server(app, host=host, port=port or url_port, threads=threads,
                            connection_limit=1000, channel_timeout=120, ident="boinc-ext")
     stop = threading.Event()
@@ -49,6 +54,7 @@ def serve(config: ProjectConfig, threads: int = DEFAULT_THREADS, port: int | Non
                 log.info("stop_daemons file present: stopping")
                 break
     finally:
+        work_hold.stop()
         server.close()
         server.task_dispatcher.shutdown()
         app.extensions["boinc_ext.databases"].close_all()

@@ -11,17 +11,26 @@ SCHEDULER_RPC_POLL_PERIOD), counted from the end of its last RPC, and an RPC tak
 2 s (it acts in 1 s steps). So an idle client calls about every 7 s whatever shorter delay
 it gets; min_delay 5 is that floor (a shorter delay gains nothing), and a new job waits
 about 4 s on average for the call that fetches it (measured by bench/turnaround.py).
+
+The other lever is the work hold: a request that asks for work when none can be sent yet but
+some is on its way (the work generator or transitioner is about to create it) is kept open
+for a few seconds and served as soon as the work exists, instead of leaving the job to wait a
+whole client cycle. Few requests are held at once, so the server's threads stay free.
 """
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..db import Database
 
 ACTIVE_HOST_WINDOW = 86400     # a host that called within a day counts as active
 COUNT_REFRESH_SECONDS = 30.0
+DEFAULT_HOLD_SECONDS = 4.0
+HOLD_POLL_SECONDS = 0.25
+DEFAULT_MAX_HELD = 6           # serve.py sets it to its thread count less a margin
 
 
 @dataclass(frozen=True)
@@ -55,3 +64,57 @@ class ActiveHostCounter:
                                             (int(time.time()) - ACTIVE_HOST_WINDOW,)))
                 self._counted_at = time.monotonic()
         return self._count
+
+
+class WorkHold:
+    """Keeps work requests open while their work is on its way, within bounds: at most
+    `seconds` each, at most `max_held` at once (the rest reply at once), and none after stop()."""
+
+    def __init__(self, seconds: float = DEFAULT_HOLD_SECONDS, max_held: int = DEFAULT_MAX_HELD,
+                 poll_seconds: float = HOLD_POLL_SECONDS):
+        self.seconds = seconds
+        self.max_held = max_held
+        self.poll_seconds = poll_seconds
+        self._lock = threading.Lock()
+        self._held = 0
+        self._stopped = threading.Event()
+
+    @classmethod
+    def from_config(cls, config) -> WorkHold:
+        return cls(seconds=max(config.option_float("ext_work_hold_seconds", DEFAULT_HOLD_SECONDS), 0.0))
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+    def wait(self, try_send: Callable[[], bool], work_on_the_way: Callable[[], bool]) -> float | None:
+        """Calls try_send every poll until it sends, the work is no longer on its way, the time
+        is up or the hold is stopped; returns the seconds held, None if it did not hold."""
+        if self.seconds <= 0 or not self._enter():
+            return None
+        try:
+            if not work_on_the_way():
+                return None
+            started = time.monotonic()
+            deadline = started + self.seconds
+            while not self._stopped.wait(min(self.poll_seconds, max(deadline - time.monotonic(), 0))):
+                if try_send() or time.monotonic() >= deadline or not work_on_the_way():
+                    break
+            return time.monotonic() - started
+        finally:
+            self._leave()
+
+    def stop(self) -> None:
+        """Ends every hold now and refuses new ones (at server shutdown)."""
+        self._stopped.set()
+
+    def _enter(self) -> bool:
+        with self._lock:
+            if self._held >= self.max_held or self._stopped.is_set():
+                return False
+            self._held += 1
+            return True
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._held -= 1

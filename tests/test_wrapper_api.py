@@ -86,6 +86,21 @@ def test_shared_memory_channels_match_the_clients_view(client):
         theirs.close()
 
 
+def test_final_status_replaces_an_unread_one(client):
+    session = ClientSession(load_init_data(client.slot), client.slot)
+    view = SharedMemoryView(client.slot / "boinc_mmap_file")
+    try:
+        assert session.report_status(5.0, 2.0, 0.5)
+        session.report_final_status(6.0, 2.0)      # the client has not read the first yet
+        assert not session.status_read()
+        sample = parse_status(view.take(APP_STATUS))
+        assert (sample.current_cpu_time, sample.checkpoint_cpu_time, sample.fraction_done) == (6.0, 2.0, 1.0)
+        assert view.take(APP_STATUS) is None and session.status_read()
+    finally:
+        session.close()
+        view.close()
+
+
 def test_status_text_matches_the_boinc_api_format():
     assert format_status(1.5, 0.0, None) == ("<current_cpu_time>1.500000e+00</current_cpu_time>\n"
                                              "<checkpoint_cpu_time>0.000000e+00</checkpoint_cpu_time>\n"

@@ -79,6 +79,12 @@ class ClientSession:
         scaled = None if fraction_done is None else self._init.scaled_fraction(fraction_done)
         return self._shmem.send(APP_STATUS, format_status(cpu_time, checkpoint_cpu_time, scaled))
 
+    def report_final_status(self, cpu_time: float, checkpoint_cpu_time: float) -> None:
+        """Sends the last app_status (all done), replacing one the client has not read yet:
+        only the newest status counts, so there is no waiting for the channel to empty."""
+        done = self._init.scaled_fraction(1.0)
+        self._shmem.replace(APP_STATUS, format_status(cpu_time, checkpoint_cpu_time, done))
+
     def status_read(self) -> bool:
         """True once the client has taken the last status message."""
         return not self._shmem.has_message(APP_STATUS)
@@ -101,6 +107,9 @@ class StandaloneSession:
     def report_status(self, cpu_time: float, checkpoint_cpu_time: float,
                       fraction_done: float | None) -> bool:
         return True
+
+    def report_final_status(self, cpu_time: float, checkpoint_cpu_time: float) -> None:
+        pass
 
     def status_read(self) -> bool:
         return True

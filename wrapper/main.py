@@ -101,8 +101,7 @@ def _conclude(result: RunResult, layout: SlotLayout, session, supervisor: Superv
 def _finish(layout: SlotLayout, session, supervisor: Supervisor) -> int:
     written = layout.copy_outputs()
     log.info("%s: %s", events.OUTPUTS_WRITTEN, ", ".join(f"{n} -> {p}" for n, p in written.items()))
-    wait_until(session.status_read, STATUS_READ_WAIT)
-    supervisor.report_status(fraction_done=1.0)
+    session.report_final_status(supervisor.cpu_time(), supervisor.checkpoint_cpu_time)
     wait_until(session.status_read, STATUS_READ_WAIT)
     write_finish_file(layout.slot)
     layout.checkpoint.unlink(missing_ok=True)  # done: a later run in this directory starts afresh

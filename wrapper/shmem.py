@@ -2,7 +2,8 @@
 
 Eight channels of 1024 bytes. Byte 0 of a channel is non-zero while a message is pending;
 the NUL-terminated text starts at byte 1. A sender writes only into an empty channel and
-sets byte 0 last; the reader copies the text, then clears byte 0.
+sets byte 0 last; the reader copies the text, then clears byte 0. `replace` writes over a
+pending message, as the API's MSG_CHANNEL::send_msg_overwrite does.
 """
 from __future__ import annotations
 
@@ -45,13 +46,22 @@ class SharedMemory:
 
     def send(self, channel: int, text: str) -> bool:
         """Queues `text`; False (nothing written) while the previous message is unread."""
-        base = channel * CHANNEL_SIZE
-        if self._map[base] != 0:
+        if self.has_message(channel):
             return False
+        self._write(channel, text)
+        return True
+
+    def replace(self, channel: int, text: str) -> None:
+        """Queues `text` in place of any unread message. A reader copying the old one at
+        that very moment may take it and miss this one, so use it only where the newest
+        message supersedes the others."""
+        self._write(channel, text)
+
+    def _write(self, channel: int, text: str) -> None:
+        base = channel * CHANNEL_SIZE
         payload = text.encode("utf-8")[:CHANNEL_SIZE - 2] + b"\0"
         self._map[base + 1:base + 1 + len(payload)] = payload
         self._map[base] = 1
-        return True
 
     def receive(self, channel: int) -> str | None:
         """Takes the pending message off the channel, or None when there is none."""

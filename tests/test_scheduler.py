@@ -319,11 +319,11 @@ def test_concurrent_requests_never_send_a_result_twice(project, project_db, url,
         == len(sent)
 
 
-def submit_job(db):
+def submit_job(db, submitted_at=None):
     """An ext_job the work generator has yet to see."""
     with db.transaction():
         job_store.insert_job(db, name=None, kind="r", userid=1, replication=1, delay_bound=3600, seed=1,
-                             now=int(time.time()))
+                             now=submitted_at or int(time.time()))
 
 
 def timed_rpc(client, url, body):
@@ -355,10 +355,8 @@ def test_no_hold_when_nothing_is_on_the_way(project_db, sched, url, make_work, c
     make_work(1, replicas=1)
     auth = make_user(project_db)
     rpc(sched, url, scheduler_request(auth, cpu_req_instances=1))      # takes the only result
-    stale = int(time.time()) - 600
-    with project_db.transaction():
-        job_store.insert_job(project_db, name=None, kind="r", userid=1, replication=1, delay_bound=3600,
-                             seed=1, now=stale)
+    stale = int(time.time()) - 600     # waiting on a stalled daemon, not on its way
+    submit_job(project_db, submitted_at=stale)
     make_work(1, replicas=1, results=False)
     project_db.execute("update workunit set transition_time = %s", (stale,))
     caplog.set_level("INFO", logger="boinc_ext.server.scheduler")

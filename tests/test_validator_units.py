@@ -141,14 +141,15 @@ def test_update_rows_statement_and_missing_rows(project_db):
     changed = update_rows(db, [
         RowChanges("t_a", ("id",), [{"id": 1, "v": 1.5, "add": 2}, {"id": 3, "v": -1.0, "add": 5}], ("v",),
                    {"n": "add"}),
-        RowChanges("t_b", ("k1", "k2"), [{"k1": 1, "k2": 2, "s": "it's"}], ("s",)),
+        RowChanges("t_b", ("k1", "k2"), [{"k1": 1, "k2": 2, "s": "it's"}, {"k1": 1, "k2": 1, "s": "b"}], ("s",)),
         RowChanges("t_a", ("id",), [], ("v",)),  # nothing for this one: left out
     ])
-    assert changed == 3
+    assert changed == 4
     assert [tuple(r.values()) for r in db.query("select * from t_a order by id")] == [(1, 1.5, 2), (2, 0.0, 0),
                                                                                       (3, -1.0, 5)]
-    assert db.scalar("select s from t_b where k1 = 1 and k2 = 2") == "it's"
+    assert [r["s"] for r in db.query("select s from t_b order by k1, k2")] == ["b", "it's"]
+    # a row left as it was is no error, unless every row is known to change
+    assert update_rows(db, [RowChanges("t_a", ("id",), [{"id": 1, "v": 1.5}], ("v",))]) == 0
     with pytest.raises(RowsNotFound):
-        update_rows(db, [RowChanges("t_a", ("id",), [{"id": 1, "v": 9.0}], ("v",)),
-                         RowChanges("t_b", ("k1", "k2"), [{"k1": 7, "k2": 7, "s": "x"}], ("s",))])
-    assert db.scalar("select v from t_a where id = 1") == 1.5  # one missing row: nothing written anywhere
+        update_rows(db, [RowChanges("t_b", ("k1", "k2"), [{"k1": 1, "k2": 1, "s": "c"}, {"k1": 7, "k2": 7, "s": "x"}],
+                                    ("s",), every_row_changes=True)])

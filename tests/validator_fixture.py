@@ -9,11 +9,12 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from job_templates import IN_TEMPLATE
 
 from boinc_ext.boinc_schema import blank_row
 from boinc_ext.daemon import DaemonOptions
@@ -28,8 +29,6 @@ from boinc_ext.validator.bitwise import BitwisePolicy
 from boinc_ext.validator.daemon import Validator
 from boinc_ext.validator.output_files import parse_file_refs
 from boinc_ext.work import WorkCreator, WorkunitRequest
-
-from job_templates import IN_TEMPLATE
 
 # result.rds is validated; stdout.txt is not; extra.txt may be missing.
 OUT_TEMPLATE = """<output_template>
@@ -103,6 +102,37 @@ class Lab:
         count = wu["target_nresults"] if n_results is None else n_results
         create_result_rows(self.db, wu, count, 0, int(time.time()), self.config, None, self.out_template)
         return wu_id
+
+    def many_reported(self, prefix: str, hosts: list[int], n: int, outputs: dict[str, bytes]) -> list[int]:
+        """n workunits of two results each, reported by hosts[i % len] and hosts[(i + 1) % len]
+        with the same outputs, made in bulk (as `workunit` and `report` would make them)."""
+        data = self.tmp_path / f"{prefix}.csv"
+        data.write_text(f"{prefix}\n")
+        ids = self.creator.create_many([WorkunitRequest(f"{prefix}_{i}", [self.script, data]) for i in range(n)])
+        now = int(time.time())
+        marks = ", ".join(map(str, ids))
+        with self.db.transaction():
+            for wu in self.db.query(f"select * from workunit where id in ({marks}) order by id"):
+                create_result_rows(self.db, wu, 2, 0, now, self.config, None, self.out_template)
+        rows = self.db.query(f"select id, name, workunitid, xml_doc_in from result where workunitid in ({marks}) "
+                             f"order by id")
+        reports = []
+        for index, row in enumerate(rows):
+            for ref in parse_file_refs(row["xml_doc_in"], row["name"]):
+                if outputs.get(ref.open_name) is not None:
+                    path = hier_path(ref.file_name, self.config.upload_dir, self.config.uldl_dir_fanout)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(outputs[ref.open_name])
+            host_id = hosts[(index // 2 + index % 2) % len(hosts)]
+            reports.append((host_id, self.row("host", host_id)["userid"], now - 7200, now, self.app_version_id,
+                            FLOPS, SERVER_STATE_OVER, OUTCOME_SUCCESS, ELAPSED, row["id"]))
+        with self.db.transaction():
+            self.db.executemany("update result set hostid = %s, userid = %s, sent_time = %s, received_time = %s, "
+                                "app_version_id = %s, app_version_num = 100, flops_estimate = %s, server_state = %s, "
+                                "outcome = %s, elapsed_time = %s, client_state = 5 where id = %s", reports)
+            self.db.execute(f"update workunit set need_validate = 1, transition_time = %s where id in ({marks})",
+                            (now,))
+        return ids
 
     def wu(self, wu_id: int) -> dict:
         return self.db.query_one("select * from workunit where id = %s", (wu_id,))

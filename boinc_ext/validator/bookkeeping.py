@@ -5,14 +5,15 @@ credited_job table.
 
 Rows are read `for update` in a fixed order (each host with its host_app_version rows,
 then users, then teams; each by id), so that validators working side by side cannot
-deadlock one another. They are changed in memory (a host with two valid results in one
-workunit is read once), and `apply` returns the changes for the caller to write with the
-rest of the workunit's transaction.
+deadlock one another. They are read once for a whole batch of workunits and changed in
+memory, workunit after workunit in the batch's order, so that a host, user or team credited
+by several workunits ends as if they had been validated one by one; `apply` returns the
+changes for the caller to write with the rest of the batch's transaction.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .credit import update_average
@@ -37,45 +38,65 @@ class BookkeepingSettings:
     update_credited_job: bool = False
 
 
-class Bookkeeping:
-    """Applies one workunit's newly valid and invalid results; `notes` says what it skipped."""
+@dataclass
+class WorkunitOutcome:
+    """One workunit's newly valid results (with their credit) and newly invalid ones;
+    `notes` collects what the bookkeeping skipped for it."""
 
-    def __init__(self, db, settings: BookkeepingSettings, now: float, wu: Mapping[str, Any],
-                 unreplicated: bool):
+    wu: Mapping[str, Any]
+    unreplicated: bool  # stock: only replicated jobs build consecutive_valid
+    valid: Sequence[tuple[Mapping[str, Any], float]]
+    invalid: Sequence[Mapping[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+
+class Bookkeeping:
+    """Applies a batch of workunits' outcomes to the rows they touch."""
+
+    def __init__(self, db, settings: BookkeepingSettings, now: float):
         self.db = db
         self.settings = settings
         self.now = now
-        self.wu = wu
-        self.unreplicated = unreplicated  # stock: only replicated jobs build consecutive_valid
-        self.notes: list[str] = []
         self._changed: dict[str, dict[Any, dict[str, Any]]] = {"host": {}, "hav": {}, "user": {}, "team": {}}
 
-    def apply(self, valid: Sequence[tuple[Mapping[str, Any], float]],
-              invalid: Sequence[Mapping[str, Any]]) -> list[RowChanges]:
+    def apply(self, outcomes: Sequence[WorkunitOutcome]) -> list[RowChanges]:
         """Locks and changes the rows; returns the changes to write."""
-        hosts, havs = self._lock_hosts_and_havs({_hav_key(r) for r in [r for r, _ in valid] + list(invalid)
-                                                 if r["hostid"]})
-        credited_hosts = [hosts[r["hostid"]] for r, credit in valid if credit > 0 and r["hostid"] in hosts]
-        users = self._lock_credit_rows("user", {h["userid"] for h in credited_hosts if h["userid"]})
-        teams = self._lock_credit_rows("team", {u["teamid"] for u in users.values() if u["teamid"]})
+        results = [r for o in outcomes for r in [r for r, _ in o.valid] + list(o.invalid)]
+        hosts, havs = self._lock_hosts_and_havs({_hav_key(r) for r in results if r["hostid"]})
+        credited_hosts = [hosts[r["hostid"]] for o in outcomes for r, credit in o.valid
+                          if credit > 0 and r["hostid"] in hosts]
+        users = self._lock_by_id("user", _CREDIT_COLUMNS, {h["userid"] for h in credited_hosts if h["userid"]})
+        teams = self._lock_by_id("team", _CREDIT_COLUMNS.replace("teamid", "0 as teamid"),
+                                 {u["teamid"] for u in users.values() if u["teamid"]})
         credited_jobs = []
-        for result, credit in valid:
-            host = hosts.get(result["hostid"])
-            if host is None:
-                self.notes.append(f"result {result['name']}: host #{result['hostid']} not found; "
-                                  f"no host bookkeeping or credit")
-                continue
-            self._valid_host(host, result)
-            self._valid_hav(havs[_hav_key(result)])
-            if credit > 0:
-                self._grant(host, users, teams, result, credit)
-            if self.settings.update_credited_job:
-                credited_jobs.append((host["userid"], int(self.wu["opaque"])))
-        for result in invalid:
-            if _hav_key(result) in havs:  # not when the host is gone
-                self._invalid_hav(havs[_hav_key(result)])
+        for outcome in outcomes:
+            credited_jobs += self._apply_one(outcome, hosts, havs, users, teams)
         self._insert_credited_jobs(credited_jobs)
         return self._changes()
+
+    def _apply_one(self, outcome: WorkunitOutcome, hosts, havs, users, teams) -> list[tuple[int, int]]:
+        """One workunit's changes, in memory; returns its credited_job rows."""
+        credited_jobs = []
+        for result, credit in outcome.valid:
+            host = hosts.get(result["hostid"])
+            if host is None:
+                outcome.note(f"result {result['name']}: host #{result['hostid']} not found; "
+                             f"no host bookkeeping or credit")
+                continue
+            self._valid_host(host, result)
+            self._valid_hav(havs[_hav_key(result)], outcome.unreplicated)
+            if credit > 0:
+                self._grant(outcome, host, users, teams, result, credit)
+            if self.settings.update_credited_job:
+                credited_jobs.append((host["userid"], int(outcome.wu["opaque"])))
+        for result in outcome.invalid:
+            if _hav_key(result) in havs:  # not when the host is gone
+                self._invalid_hav(havs[_hav_key(result)])
+        return credited_jobs
 
     # --- locking reads --------------------------------------------------------------------------
     def _lock_hosts_and_havs(self, keys: set[tuple[int, int]]) -> tuple[dict[int, dict], dict[tuple[int, int], dict]]:
@@ -112,13 +133,6 @@ class Bookkeeping:
                 havs[key] = {c: row[f"hav_{c}"] for c in _HAV_COLUMNS}
         return hosts, havs
 
-    def _lock_credit_rows(self, table: str, ids: set[int]) -> dict[int, dict[str, Any]]:
-        columns = _CREDIT_COLUMNS if table == "user" else _CREDIT_COLUMNS.replace("teamid", "0 as teamid")
-        rows = self._lock_by_id(table, columns, ids)
-        for missing in ids - rows.keys():
-            self.notes.append(f"{table} #{missing} not found; no credit for it")
-        return rows
-
     def _lock_by_id(self, table: str, columns: str, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         ids = sorted(ids)
         if not ids:
@@ -135,9 +149,9 @@ class Bookkeeping:
         host.setdefault("credit", 0.0)
         self._changed["host"][host["id"]] = host
 
-    def _valid_hav(self, hav: dict[str, Any]) -> None:
+    def _valid_hav(self, hav: dict[str, Any], unreplicated: bool) -> None:
         hav["max_jobs_per_day"] += 1
-        if not self.unreplicated:
+        if not unreplicated:
             hav["consecutive_valid"] += 1
         self._changed["hav"][(hav["host_id"], hav["app_version_id"])] = hav
 
@@ -147,16 +161,20 @@ class Bookkeeping:
             hav["max_jobs_per_day"] -= 1
         self._changed["hav"][(hav["host_id"], hav["app_version_id"])] = hav
 
-    def _grant(self, host: dict[str, Any], users: Mapping[int, dict], teams: Mapping[int, dict],
-               result: Mapping[str, Any], credit: float) -> None:
+    def _grant(self, outcome: WorkunitOutcome, host: dict[str, Any], users: Mapping[int, dict],
+               teams: Mapping[int, dict], result: Mapping[str, Any], credit: float) -> None:
         """Credit to the host, its user and the user's team (not the result's own userid:
         stock credits whoever owns the host now)."""
         owners = [("host", host)]
         user = users.get(host["userid"])
+        if user is None and host["userid"]:
+            outcome.note(f"user #{host['userid']} not found; no credit for it")
         if user is not None:
             owners.append(("user", user))
             if user["teamid"] in teams:
                 owners.append(("team", teams[user["teamid"]]))
+            elif user["teamid"]:
+                outcome.note(f"team #{user['teamid']} not found; no credit for it")
         for table, row in owners:
             row["expavg_credit"], row["expavg_time"] = update_average(
                 self.now, result["sent_time"], credit, row["expavg_credit"], row["expavg_time"])

@@ -4,9 +4,15 @@ For every workunit of `--app` with need_validate set it locks the workunit and i
 results, prepares each result's outputs once (policy.prepare), finds or checks against
 the canonical result (quorum.py), decides states, credit and replication (decision.py),
 and writes it all, with the host, user, team and host_app_version bookkeeping
-(bookkeeping.py), in one transaction. A daemon killed at any moment leaves all of a
-workunit's changes or none, and the row lock plus the need_validate re-check mean a
-workunit is never validated, nor its credit granted, twice.
+(bookkeeping.py).
+
+Workunits are validated in batches of up to BATCH_WORKUNITS per transaction: one locking
+read of the batch's workunits with their results, the decisions in memory, one locking
+read per bookkeeping table, one UPDATE per table, one commit. A daemon killed at any
+moment leaves all of a batch's changes or none, and the row locks plus the need_validate
+re-check mean a workunit is never validated, nor its credit granted, twice. If a batch
+fails, it is rolled back and done again one workunit per transaction, so that a failure
+costs only the workunit it belongs to, as it would without batches.
 
 Run: python -m boinc_ext.validator --app r_job --policy rds [stock validator flags]
 """
@@ -20,9 +26,10 @@ import time
 from typing import Any
 
 from ..daemon import Daemon, DaemonConfigError, main_for
+from ..db import TransientDbError
 from ..states import OUTCOME_VALIDATE_ERROR, VALIDATE_STATE_VALID
 from . import events
-from .bookkeeping import Bookkeeping, BookkeepingSettings
+from .bookkeeping import Bookkeeping, BookkeepingSettings, WorkunitOutcome
 from .credit import (
     DEFAULT_MAX_GRANTED_CREDIT,
     CreditConfigError,
@@ -36,7 +43,8 @@ from .policy import BUILTIN_POLICIES, DEFAULT_POLICY, ValidationPolicy, load_pol
 from .quorum import PreparedResults
 from .row_updates import RowChanges, update_rows
 
-SELECT_LIMIT = 1000  # workunits per enumeration query
+SELECT_LIMIT = 1000   # workunits per enumeration query
+BATCH_WORKUNITS = 100  # workunits per transaction
 
 _WU_COLUMNS = ("id", "name", "appid", "need_validate", "canonical_resultid", "canonical_credit", "min_quorum",
                "assimilate_state", "transition_time", "opaque", "target_nresults", "max_success_results",
@@ -69,6 +77,7 @@ def _positive_int(text: str) -> int:
 class Validator(Daemon):
     name = "ext_validator"
     default_sleep_interval = 5.0
+    batch_size = BATCH_WORKUNITS
 
     def __init__(self, *args, policy: ValidationPolicy | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -152,92 +161,116 @@ class Validator(Daemon):
     def do_pass(self) -> bool:
         self._setup()
         self._app = self._load_app()
-        did_work = False
         handled = 0
         after_id = 0
         while not self.should_stop():
-            wu_ids = self._workunits_to_validate(after_id)
+            wu_ids = self._workunits_to_validate(after_id, self._enumeration_limit(handled))
             if not wu_ids:
                 break
-            for wu_id in wu_ids:
+            for start in range(0, len(wu_ids), self.batch_size):
                 if self.should_stop():
                     break
-                if self.validate_workunit(wu_id):
-                    did_work = True
-                    handled += 1
-                    if self.one_pass_n_wu and handled >= self.one_pass_n_wu:
-                        return did_work
+                handled += self.validate_batch(wu_ids[start:start + self.batch_size])
+            if self.one_pass_n_wu and handled >= self.one_pass_n_wu:
+                break
             after_id = wu_ids[-1]
-        return did_work
+        return handled > 0
 
-    def _workunits_to_validate(self, after_id: int) -> list[int]:
+    def _enumeration_limit(self, handled: int) -> int:
+        """With --one_pass_N_WU, never more than the workunits still to do."""
+        return min(SELECT_LIMIT, self.one_pass_n_wu - handled) if self.one_pass_n_wu else SELECT_LIMIT
+
+    def _workunits_to_validate(self, after_id: int, limit: int) -> list[int]:
         clauses, params = ["appid = %s", "need_validate > 0", "id > %s"], [self._app["id"], after_id]
         for flag, clause in (("wu_id", "id = %s"), ("min_wu_id", "id >= %s"), ("max_wu_id", "id <= %s")):
             if self.options.extra.get(flag) is not None:
                 clauses.append(clause)
                 params.append(self.options.extra[flag])
-        with self.db.transaction():
-            rows = self.db.query(f"select id from workunit where {' and '.join(clauses)}{self.mod_clause()} "
-                                 f"order by id limit %s", params + [SELECT_LIMIT])
+        rows = self.db.query(f"select id from workunit where {' and '.join(clauses)}{self.mod_clause()} "
+                             f"order by id limit %s", params + [limit])
         return [row["id"] for row in rows]
 
-    # --- one workunit, one transaction ---------------------------------------------------------
-    def validate_workunit(self, wu_id: int) -> bool:
-        """Validates one workunit; False if it no longer needed validation."""
+    # --- a batch of workunits, one transaction -------------------------------------------------
+    def validate_batch(self, wu_ids: list[int]) -> int:
+        """Validates the workunits that still need it; returns how many did. A batch that
+        fails is done again one workunit per transaction: the workunits before the failing
+        one are then kept and the failure is raised for that workunit alone."""
+        try:
+            return self._validate_together(wu_ids)
+        except TransientDbError:
+            raise  # the daemon backs off and tries the pass again
+        except Exception as exc:
+            if len(wu_ids) == 1:
+                raise
+            self.log.warning("a batch of %d workunits (#%d-#%d) failed (%s: %s); validating them one by one",
+                             len(wu_ids), wu_ids[0], wu_ids[-1], type(exc).__name__, exc)
+        return sum(self._validate_together([wu_id]) for wu_id in wu_ids)
+
+    def _validate_together(self, wu_ids: list[int]) -> int:
         now = int(time.time())
-        validation = None
-        notes: list[str] = []
+        validations: list[WorkunitValidation] = []
+        notes: dict[int, list[str]] = {}
         rolled_back = False
         try:
             with self.db.transaction():
-                wu, results = self._lock_workunit(wu_id)
-                if wu is None:
-                    return False
-                validation = self._decide(wu, results, now)
-                notes = self._write(validation)
+                for wu, results in self._lock_workunits(wu_ids):
+                    validations.append(self._decide(wu, results, now))
+                if validations:
+                    notes = self._write(validations)
                 if self.dry_run:
                     raise _DryRun
         except _DryRun:
             rolled_back = True
-        finally:
-            if validation is not None:
-                validation.prepared.release()
-        self._log(validation, notes, rolled_back)
-        return True
+        for validation in validations:
+            self._log(validation, notes.get(validation.wu["id"], []), rolled_back)
+        return len(validations)
 
-    def _lock_workunit(self, wu_id: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """The workunit, if it still needs validation, and its results; all rows locked."""
+    def _lock_workunits(self, wu_ids: list[int]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """The workunits that still need validation, each with its results, in id order;
+        all rows locked (each workunit, then its results)."""
         wu_columns = _WU_COLUMNS + (("xml_doc",) if self.credit_rules.mode is CreditMode.FROM_WU else ())
         columns = ", ".join([f"wu.{c} as wu_{c}" for c in wu_columns] + [f"res.{c}" for c in _RESULT_COLUMNS])
+        marks = ", ".join(["%s"] * len(wu_ids))
         # No ORDER BY: on this join it costs a temporary table and a filesort; sorted below.
         rows = self.db.query(f"select {columns} from workunit wu left join result res on res.workunitid = wu.id "
-                             f"where wu.id = %s and wu.need_validate > 0 for update", (wu_id,))
-        if not rows:
-            return None, []
-        wu = {c: rows[0][f"wu_{c}"] for c in wu_columns}
-        results = sorted(({c: row[c] for c in _RESULT_COLUMNS} for row in rows if row["id"] is not None),
-                         key=lambda result: result["id"])
-        return wu, results
+                             f"where wu.id in ({marks}) and wu.need_validate > 0 for update", wu_ids)
+        workunits: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        for row in rows:
+            wu_id = row["wu_id"]
+            if wu_id not in workunits:
+                workunits[wu_id] = ({c: row[f"wu_{c}"] for c in wu_columns}, [])
+            if row["id"] is not None:
+                workunits[wu_id][1].append({c: row[c] for c in _RESULT_COLUMNS})
+        for _, results in workunits.values():
+            results.sort(key=lambda result: result["id"])
+        return [workunits[wu_id] for wu_id in sorted(workunits)]
 
     def _decide(self, wu: dict[str, Any], results: list[dict[str, Any]], now: int) -> WorkunitValidation:
         prepared = PreparedResults(self._prepare_result, self.policy.same, self.policy.release)
-        return WorkunitValidation(wu, results, prepared, self.credit_rules, now).decide()
+        try:
+            return WorkunitValidation(wu, results, prepared, self.credit_rules, now).decide()
+        finally:
+            prepared.release()
 
     def _prepare_result(self, result: dict[str, Any]) -> Any:
         return self.policy.prepare(self.locator.files_to_validate(result["xml_doc_in"], result["name"]))
 
-    def _write(self, validation: WorkunitValidation) -> list[str]:
-        """Every change of the workunit in one statement (after the bookkeeping's locking
-        reads); returns the bookkeeping's notes. need_validate always goes from 1 to 0, so
-        the statement always changes something."""
-        wu = validation.wu
-        unreplicated = wu["target_nresults"] == 1 and self._app["target_nresults"] > 1
-        bookkeeping = Bookkeeping(self.db, self.bookkeeping, time.time(), wu, unreplicated)
-        changes = bookkeeping.apply(validation.newly_valid, validation.newly_invalid)
-        update_rows(self.db, [RowChanges("workunit", ("id",), [wu], _WU_WRITTEN),
-                              RowChanges("result", ("id",), validation.changed_results(), RESULT_COLUMNS),
-                              *changes])
-        return bookkeeping.notes
+    def _write(self, validations: list[WorkunitValidation]) -> dict[int, list[str]]:
+        """Every change of the batch, one UPDATE per table (after the bookkeeping's locking
+        reads); returns the bookkeeping's notes by workunit id. need_validate always goes
+        from 1 to 0, so every workunit row changes."""
+        outcomes = [WorkunitOutcome(v.wu, self._unreplicated(v.wu), v.newly_valid, v.newly_invalid)
+                    for v in validations]
+        bookkeeping = Bookkeeping(self.db, self.bookkeeping, time.time())
+        changes = bookkeeping.apply(outcomes)
+        update_rows(self.db, [
+            RowChanges("workunit", ("id",), [v.wu for v in validations], _WU_WRITTEN, every_row_changes=True),
+            RowChanges("result", ("id",), [r for v in validations for r in v.changed_results()], RESULT_COLUMNS),
+            *changes])
+        return {outcome.wu["id"]: outcome.notes for outcome in outcomes}
+
+    def _unreplicated(self, wu: dict[str, Any]) -> bool:
+        return wu["target_nresults"] == 1 and self._app["target_nresults"] > 1
 
     # --- logging -------------------------------------------------------------------------------
     def _log(self, validation: WorkunitValidation, notes: list[str], rolled_back: bool) -> None:

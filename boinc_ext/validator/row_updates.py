@@ -1,11 +1,9 @@
-"""Changed rows of several tables written with one UPDATE statement.
+"""Changed rows of one table written with one UPDATE statement.
 
-A workunit's validation changes rows of up to six tables (result, workunit, host,
-host_app_version, user, team). One statement per table would cost a round trip each;
-a multi-table UPDATE writes them all in one. Every row is already locked by the caller's
-`select ... for update`, so this takes no new locks. MariaDB updates each row of a
-multi-table UPDATE once, however often the (cross) join reaches it, and each row's CASE
-branch gives it its own values.
+A batch of workunits changes rows of up to six tables (workunit, result, host,
+host_app_version, user, team); each table's rows are written by one statement, a CASE
+per column over the rows' keys. Every row is already locked by the caller's
+`select ... for update`, so this takes no new locks.
 """
 from __future__ import annotations
 
@@ -19,46 +17,57 @@ from ..db import literal_of
 @dataclass(frozen=True)
 class RowChanges:
     """New values for rows of one table: `columns` are set to each row's values; each
-    column of `increments` gets the row's value under the mapped key added to it."""
+    column of `increments` gets the row's value under the mapped key added to it.
+    `every_row_changes`: each row is known to differ from what is stored (so a row the
+    UPDATE did not change does not exist)."""
 
     table: str
     key_columns: tuple[str, ...]
     rows: Sequence[Mapping[str, Any]]
     columns: tuple[str, ...]
     increments: Mapping[str, str] = field(default_factory=dict)
+    every_row_changes: bool = False
 
 
 class RowsNotFound(RuntimeError):
-    """The UPDATE changed nothing: some row it names does not exist (and with a cross join,
-    one missing row means no table is written at all). A bug, never a volunteer's doing."""
+    """An UPDATE changed fewer rows than it names though each of them differs: some row
+    does not exist. A bug, never a volunteer's doing."""
 
 
 def update_rows(db, changes: Sequence[RowChanges]) -> int:
-    """Writes every change in one UPDATE; returns the number of rows changed. Table and
+    """Writes each change with one UPDATE; returns the number of rows changed. Table and
     column names come from code, never from input; values are rendered as SQL literals
-    by the database layer. Raises RowsNotFound if nothing changed."""
-    changes = [c for c in changes if c.rows]
-    if not changes:
-        return 0
-    tables, assignments, conditions = [], [], []
-    for index, change in enumerate(changes):
-        alias = f"t{index}"
-        tables.append(f"`{change.table}` {alias}")
-        row_conditions = [" and ".join(f"{alias}.{key} = {_sql(row[key])}" for key in change.key_columns)
-                          for row in change.rows]
-        for column in (*change.columns, *change.increments):
-            value_key = change.increments.get(column, column)
-            if len(change.rows) == 1:
-                value = _sql(change.rows[0][value_key])
-            else:
-                value = "case " + " ".join(f"when {condition} then {_sql(row[value_key])}"
-                                           for condition, row in zip(row_conditions, change.rows)) + " end"
-            base = f"{alias}.{column} + " if column in change.increments else ""
-            assignments.append(f"{alias}.{column} = {base}{value}")
-        conditions.append("(" + " or ".join(f"({c})" for c in row_conditions) + ")")
-    changed = db.execute(f"update {', '.join(tables)} set {', '.join(assignments)} where {' and '.join(conditions)}")
-    if not changed:
-        raise RowsNotFound(f"an UPDATE of {', '.join(c.table for c in changes)} found nothing to change")
+    by the database layer. Raises RowsNotFound (after writing the tables before it: the
+    caller's transaction is what makes the whole all or none)."""
+    total = 0
+    for change in changes:
+        if change.rows:
+            total += _update_table(db, change)
+    return total
+
+
+def _update_table(db, change: RowChanges) -> int:
+    rows = change.rows
+    if len(change.key_columns) == 1:
+        key = change.key_columns[0]
+        labels = [_sql(row[key]) for row in rows]
+        head, where = f"case {key}", f"{key} in ({', '.join(labels)})"
+    else:
+        labels = [" and ".join(f"{k} = {_sql(row[k])}" for k in change.key_columns) for row in rows]
+        head, where = "case", " or ".join(f"({label})" for label in labels)
+    assignments = []
+    for column in (*change.columns, *change.increments):
+        value_key = change.increments.get(column, column)
+        if len(rows) == 1:
+            value = _sql(rows[0][value_key])
+        else:
+            value = f"{head} " + " ".join(f"when {label} then {_sql(row[value_key])}"
+                                          for label, row in zip(labels, rows)) + " end"
+        base = f"{column} + " if column in change.increments else ""
+        assignments.append(f"{column} = {base}{value}")
+    changed = db.execute(f"update `{change.table}` set {', '.join(assignments)} where {where}")
+    if change.every_row_changes and changed < len(rows):
+        raise RowsNotFound(f"an UPDATE of {change.table} changed {changed} of {len(rows)} rows")
     return changed
 
 

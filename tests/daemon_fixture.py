@@ -6,6 +6,9 @@ the row done and records which --mod remainder handled it.
 """
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -19,6 +22,19 @@ TABLE_DDL = """create table test_item (
 ) engine=InnoDB"""
 
 PROCESSING = "processing item"
+
+
+def kill_after_progress(command: list[str], progress, beyond: int, delay: float, timeout: float = 60.0) -> None:
+    """Runs a daemon's command and SIGKILLs it `delay` seconds after `progress()` first
+    exceeds `beyond` (or after it ended by itself: then the kill is harmless)."""
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while progress() <= beyond and process.poll() is None:
+        assert time.monotonic() < deadline, f"no progress past {beyond} within {timeout} s"
+        time.sleep(0.005)
+    time.sleep(delay)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def create_items(db, count: int) -> None:

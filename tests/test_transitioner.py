@@ -2,15 +2,14 @@
 validation and deletion triggers, crash safety. Other daemons' moves (scheduler, validator,
 assimilator) are simulated by updating the rows the way they would."""
 import dataclasses
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
 from types import MappingProxyType
 
 import pytest
+from daemon_fixture import kill_after_progress
 from job_templates import IN_TEMPLATE, OUT_TEMPLATE
 
 from boinc_ext import crypto
@@ -367,14 +366,8 @@ def test_sigkill_at_any_moment_leaves_whole_batches(project, project_db, tmp_pat
     kill_delays = (0.0, 0.012, 0.031, 0.058)  # after a commit: land at different points of a batch
     kills, done = 0, 0
     while kills < len(kill_delays):
-        process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while project_db.scalar("select count(*) from result") <= 2 * done and process.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        time.sleep(kill_delays[kills])
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        kill_after_progress(command, lambda: project_db.scalar("select count(*) from result"), 2 * done,
+                            kill_delays[kills])
         done, due = _done_and_due(project_db)
         if due == 0:
             break

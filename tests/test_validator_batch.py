@@ -1,15 +1,13 @@
 """The validator's batches (many workunits per transaction): the same outcome as validating
 them one by one when they credit the same hosts, users and team; a failing workunit costs
 only itself; and a daemon SIGKILLed at any moment leaves whole batches, never half of one."""
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from daemon_fixture import kill_after_progress
 from validator_fixture import RUNTIME_CREDIT, Lab
 
 from boinc_ext.daemon import EXIT_FAILED, EXIT_OK
@@ -168,15 +166,8 @@ def test_sigkill_at_any_moment_leaves_whole_batches(lab, project):
     kill_delays = (0.0, 0.015, 0.037, 0.061)  # after a commit: land at different points of a batch
     kills, done = 0, 0
     while kills < len(kill_delays):
-        process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while (lab.db.scalar("select count(*) from workunit where need_validate = 0") <= done
-               and process.poll() is None):
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        time.sleep(kill_delays[kills])
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        kill_after_progress(command, lambda: lab.db.scalar("select count(*) from workunit where need_validate = 0"),
+                            done, kill_delays[kills])
         done, untouched = _done_and_untouched(lab.db, n)
         if untouched == 0:
             break

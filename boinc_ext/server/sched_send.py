@@ -63,8 +63,8 @@ def jobs_wanted(request: SchedulerRequest, host: dict, in_progress: int, limits:
 
 
 def send_work(db: Database, catalog: AppCatalog, request: SchedulerRequest, host: dict, user: dict,
-              wanted: int, limits: SendLimits) -> list[SentJob]:
-    app_ids = catalog.app_ids(db, request.platforms)
+              wanted: int, limits: SendLimits, app_ids: list[int]) -> list[SentJob]:
+    """Claims up to `wanted` unsent results of `app_ids` (the apps the request's platforms run)."""
     if wanted <= 0 or not app_ids:
         return []
     sent: list[SentJob] = []

@@ -130,7 +130,7 @@ class Scheduler:
             return
         wanted = jobs_wanted(rpc, caller.host, in_progress_count(db, caller.host["id"]), self.limits,
                              self.job_size.fpops_est(db, app_ids))
-        reply.jobs = send_work(db, self.catalog, rpc, caller.host, caller.user, wanted, self.limits)
+        reply.jobs = send_work(db, self.catalog, rpc, caller.host, caller.user, wanted, self.limits, app_ids)
         if wanted and not reply.jobs:
             reply.jobs = self._hold_for_work(db, rpc, caller, wanted, app_ids)
         if wanted and not reply.jobs:
@@ -143,7 +143,8 @@ class Scheduler:
         sent: list[SentJob] = []
 
         def try_send() -> bool:
-            sent.extend(send_work(db, self.catalog, rpc, caller.host, caller.user, wanted, self.limits))
+            sent.extend(send_work(db, self.catalog, rpc, caller.host, caller.user, wanted, self.limits,
+                                  app_ids))
             return bool(sent)
 
         waited = self.hold.wait(try_send, lambda: work_on_the_way(db, app_ids))

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from boinc_ext.config import ProjectConfig
-from boinc_ext.dbserver import MariaDBServer
-from boinc_ext.project import ProjectSpec, create_project
-from boinc_ext.volunteer import free_port
+from boinc_ext.boinc.config import ProjectConfig
+from boinc_ext.local.mariadb import MariaDBServer
+from boinc_ext.project.create import ProjectSpec, create_project
+from boinc_ext.local.volunteer import free_port
 
 
 @contextmanager

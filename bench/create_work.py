@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _setup import bench_project  # noqa: E402
 
-from boinc_ext.db import Database  # noqa: E402
-from boinc_ext.work import _INSERT_WU, WorkCreator, WorkunitRequest  # noqa: E402
+from boinc_ext.boinc.db import Database  # noqa: E402
+from boinc_ext.boinc.work import _INSERT_WU, WorkCreator, WorkunitRequest  # noqa: E402
 
 STOCK = {"single": 263.0, "batch": 24100.0, "staging": 15000.0}
 IN_TEMPLATE = ("<input_template><file_info/><workunit><file_ref><open_name>in</open_name></file_ref>"

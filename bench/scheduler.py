@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import socket
 import subprocess
 import sys
@@ -32,12 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from boinc_ext.config import ProjectConfig  # noqa: E402
-from boinc_ext.db import Database  # noqa: E402
-from boinc_ext.dbserver import MariaDBServer  # noqa: E402
-from boinc_ext.project import ProjectSpec, create_project  # noqa: E402
-from boinc_ext.server.scheduler import scheduler_url  # noqa: E402
-from boinc_ext.volunteer import free_port  # noqa: E402
+from boinc_ext.boinc.config import ProjectConfig  # noqa: E402
+from boinc_ext.boinc.db import Database  # noqa: E402
+from boinc_ext.local.mariadb import MariaDBServer  # noqa: E402
+from boinc_ext.project.create import ProjectSpec, create_project  # noqa: E402
+from boinc_ext.server.scheduler.handler import scheduler_url  # noqa: E402
+from boinc_ext.local.volunteer import free_port  # noqa: E402
 from bench.transitioner import STOCK_WU_PER_S, create_due_workunits, run_transitioner  # noqa: E402
 from sched_client import scheduler_request  # noqa: E402
 from test_scheduler import make_user  # noqa: E402

@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _setup import bench_project
 
-from boinc_ext import crypto
-from boinc_ext.config import ProjectConfig
-from boinc_ext.daemon import DaemonOptions, configure_logging
-from boinc_ext.db import Database
-from boinc_ext.server import results as results_module
-from boinc_ext.server.transitioner import Transitioner
-from boinc_ext.work import WorkCreator, WorkunitRequest
+from boinc_ext.boinc import crypto
+from boinc_ext.boinc.config import ProjectConfig
+from boinc_ext.daemons.base import DaemonOptions, configure_logging
+from boinc_ext.boinc.db import Database
+from boinc_ext.transitioner import results as results_module
+from boinc_ext.transitioner.daemon import Transitioner
+from boinc_ext.boinc.work import WorkCreator, WorkunitRequest
 
 STOCK_WU_PER_S = 1900.0
 IN_TEMPLATE = ("<input_template><file_info/><workunit><file_ref><open_name>in</open_name></file_ref>"

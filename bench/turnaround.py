@@ -37,10 +37,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from boinc_ext.db import Database
-from boinc_ext.dbserver import MariaDBServer
-from boinc_ext.local_grid import LocalGrid, run_locally
-from boinc_ext.states import (
+from boinc_ext.boinc.db import Database
+from boinc_ext.local.mariadb import MariaDBServer
+from boinc_ext.local.grid import LocalGrid, run_locally
+from boinc_ext.boinc.states import (
     ASSIMILATE_DONE,
     SERVER_STATE_IN_PROGRESS,
     SERVER_STATE_OVER,

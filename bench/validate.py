@@ -34,16 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _setup import bench_project
 
-from boinc_ext.boinc_schema import blank_row
-from boinc_ext.daemon import DaemonOptions, configure_logging
-from boinc_ext.db import Database
-from boinc_ext.hierarchy import hier_path
-from boinc_ext.server.results import create_result_rows
-from boinc_ext.states import OUTCOME_SUCCESS, SERVER_STATE_OVER, VALIDATE_STATE_VALID
+from boinc_ext.boinc.schema import blank_row
+from boinc_ext.daemons.base import DaemonOptions, configure_logging
+from boinc_ext.boinc.db import Database
+from boinc_ext.boinc.hierarchy import hier_path
+from boinc_ext.transitioner.results import create_result_rows
+from boinc_ext.boinc.states import OUTCOME_SUCCESS, SERVER_STATE_OVER, VALIDATE_STATE_VALID
 from boinc_ext.validator.daemon import BATCH_WORKUNITS, Validator
 from boinc_ext.validator.output_files import parse_file_refs
 from boinc_ext.validator.row_updates import RowChanges, update_rows
-from boinc_ext.work import WorkCreator, WorkunitRequest
+from boinc_ext.boinc.work import WorkCreator, WorkunitRequest
 
 STOCK_RESULTS_PER_S = (710.0, 750.0)
 N_USERS, N_HOSTS = 100, 200

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from boinc_ext.db import Database, DbSettings
-from boinc_ext.dbserver import MariaDBServer
-from boinc_ext.project import ProjectSpec, create_project
+from boinc_ext.boinc.db import Database, DbSettings
+from boinc_ext.local.mariadb import MariaDBServer
+from boinc_ext.project.create import ProjectSpec, create_project
 
 _counter = itertools.count()
 

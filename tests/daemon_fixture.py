@@ -1,4 +1,4 @@
-"""A test-only daemon on boinc_ext.daemon's base, used in-process and as a real subprocess.
+"""A test-only daemon on boinc_ext.daemons.base's base, used in-process and as a real subprocess.
 
 It handles rows of `test_item`, one per transaction: it counts the handling, holds the
 transaction open for --delay seconds (so that tests can signal it mid-item), then marks
@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from boinc_ext.daemon import Daemon, main_for
+from boinc_ext.daemons.base import Daemon, main_for
 
 TABLE_DDL = """create table test_item (
     id integer not null auto_increment primary key,

@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 from types import MappingProxyType
 
-from boinc_ext.daemon import DaemonOptions
+from boinc_ext.daemons.base import DaemonOptions
 from boinc_ext.jobs.submit import submit_job
 from boinc_ext.jobs.work_generator import WorkGenerator
-from boinc_ext.result_files import output_paths
-from boinc_ext.server.transitioner import Transitioner
-from boinc_ext.states import (ASSIMILATE_READY, INT_MAX, OUTCOME_CLIENT_ERROR, OUTCOME_SUCCESS,
+from boinc_ext.boinc.result_files import output_paths
+from boinc_ext.transitioner.daemon import Transitioner
+from boinc_ext.boinc.states import (ASSIMILATE_READY, INT_MAX, OUTCOME_CLIENT_ERROR, OUTCOME_SUCCESS,
                               SERVER_STATE_IN_PROGRESS, SERVER_STATE_OVER, VALIDATE_STATE_VALID)
 
 R_ERROR = "Error in eval(ei, envir) : object 'undefined_var' not found\nExecution halted"

@@ -6,9 +6,12 @@ account, host and reports put in; what a real client sends is tested end to end 
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from pathlib import Path
 from xml.sax.saxutils import escape
+
+from boinc_ext.boinc.schema import blank_row
 
 CAPTURE = Path(__file__).parent / "data" / "scheduler_request_fetch_work.xml"
 
@@ -56,3 +59,12 @@ def reported_result(name: str, output_name: str = "", *, exit_status: int = 0, s
 
 def now() -> int:
     return int(time.time())
+
+
+def make_user(db, email="vol@example.org", global_prefs=""):
+    row = blank_row("user")
+    auth = secrets.token_hex(16)
+    row.update(create_time=int(time.time()), email_addr=email, name=email.split("@")[0], authenticator=auth,
+               cross_project_id=secrets.token_hex(16), passwd_hash="x" * 32, global_prefs=global_prefs)
+    db.insert(f"insert into user ({', '.join(row)}) values ({', '.join(['%s'] * len(row))})", tuple(row.values()))
+    return auth

@@ -16,11 +16,11 @@ from typing import Any, ClassVar
 
 from job_templates import IN_TEMPLATE
 
-from boinc_ext.boinc_schema import blank_row
-from boinc_ext.daemon import DaemonOptions
-from boinc_ext.hierarchy import hier_path
-from boinc_ext.server.results import create_result_rows
-from boinc_ext.states import (
+from boinc_ext.boinc.schema import blank_row
+from boinc_ext.daemons.base import DaemonOptions
+from boinc_ext.boinc.hierarchy import hier_path
+from boinc_ext.transitioner.results import create_result_rows
+from boinc_ext.boinc.states import (
     OUTCOME_SUCCESS,
     SERVER_STATE_IN_PROGRESS,
     SERVER_STATE_OVER,
@@ -28,7 +28,7 @@ from boinc_ext.states import (
 from boinc_ext.validator.bitwise import BitwisePolicy
 from boinc_ext.validator.daemon import Validator
 from boinc_ext.validator.output_files import parse_file_refs
-from boinc_ext.work import WorkCreator, WorkunitRequest
+from boinc_ext.boinc.work import WorkCreator, WorkunitRequest
 
 # result.rds is validated; stdout.txt is not; extra.txt may be missing.
 OUT_TEMPLATE = """<output_template>

@@ -3,6 +3,6 @@
 `registry.HANDLERS` maps an app name to its handler; a handler gets an
 `AssimilationContext` and may raise `AssimilationDeferred` to be retried later.
 """
-from .context import AssimilationContext, AssimilationDeferred, Handler
+from boinc_ext.assimilator.context import AssimilationContext, AssimilationDeferred, Handler
 
 __all__ = ["AssimilationContext", "AssimilationDeferred", "Handler"]

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ProjectConfig
-from ..db import Database
+from boinc_ext.boinc.config import ProjectConfig
+from boinc_ext.boinc.db import Database
 
 
 class AssimilationDeferred(Exception):

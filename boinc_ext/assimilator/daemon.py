@@ -18,10 +18,10 @@ import dataclasses
 import time
 from typing import Any
 
-from ..daemon import Daemon, DaemonConfigError
-from ..states import ASSIMILATE_DONE, ASSIMILATE_INIT, ASSIMILATE_READY, WU_ERROR_NO_CANONICAL_RESULT
-from .context import AssimilationContext, AssimilationDeferred, Handler
-from .registry import HANDLERS
+from boinc_ext.daemons.base import Daemon, DaemonConfigError
+from boinc_ext.boinc.states import ASSIMILATE_DONE, ASSIMILATE_INIT, ASSIMILATE_READY, WU_ERROR_NO_CANONICAL_RESULT
+from boinc_ext.assimilator.context import AssimilationContext, AssimilationDeferred, Handler
+from boinc_ext.assimilator.registry import HANDLERS
 
 WUS_PER_PASS = 1000  # as stock
 

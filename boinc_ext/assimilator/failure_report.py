@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..states import (OUTCOME_CLIENT_ERROR, OUTCOME_VALIDATE_ERROR, WU_ERROR_CANCELLED,
+from boinc_ext.boinc.states import (OUTCOME_CLIENT_ERROR, OUTCOME_VALIDATE_ERROR, WU_ERROR_CANCELLED,
                       WU_ERROR_COULDNT_SEND_RESULT, WU_ERROR_NO_CANONICAL_RESULT, WU_ERROR_TOO_MANY_ERROR_RESULTS,
                       WU_ERROR_TOO_MANY_SUCCESS_RESULTS, WU_ERROR_TOO_MANY_TOTAL_RESULTS)
 

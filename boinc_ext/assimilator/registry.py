@@ -1,9 +1,7 @@
-"""Which handler assimilates which app's workunits."""
+"""Which handler assimilates which app's workunits: each app's own (boinc_ext/apps/)."""
 from __future__ import annotations
 
-from .context import Handler
-from .r_job import assimilate_r_job
+from boinc_ext.apps.registry import APPS
+from boinc_ext.assimilator.context import Handler
 
-HANDLERS: dict[str, Handler] = {
-    "r_job": assimilate_r_job,
-}
+HANDLERS: dict[str, Handler] = {name: app.assimilate for name, app in APPS.items()}

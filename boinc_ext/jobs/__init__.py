@@ -9,12 +9,11 @@ The API the CLI (`boinc-ext job ...`) and the web pages call:
 The work generator daemon (`python -m boinc_ext.jobs.work_generator`) turns submitted jobs
 into r_job workunits; the assimilator (`python -m boinc_ext.assimilator`) stores results.
 """
-from .model import (JobError, JobFailedError, JobInputError, JobNotFinishedError, UnknownJobError)
-from .r_job_templates import install_r_job_templates
-from .result import fetch_result
-from .status import JobStatus, ResultCounts, job_status
-from .submit import JobRequest, submit_job
+from boinc_ext.jobs.model import (JobError, JobFailedError, JobInputError, JobNotFinishedError, UnknownJobError)
+from boinc_ext.jobs.result import fetch_result
+from boinc_ext.jobs.status import JobStatus, ResultCounts, job_status
+from boinc_ext.jobs.submit import JobRequest, submit_job
 
 __all__ = ["JobError", "JobFailedError", "JobInputError", "JobNotFinishedError", "UnknownJobError",
-           "install_r_job_templates", "fetch_result", "JobStatus", "ResultCounts", "job_status",
+           "fetch_result", "JobStatus", "ResultCounts", "job_status",
            "JobRequest", "submit_job"]

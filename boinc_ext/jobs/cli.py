@@ -7,10 +7,11 @@ import json
 import time
 from pathlib import Path
 
-from .model import DEFAULT_DEADLINE, DEFAULT_REPLICATION, JobError
+from boinc_ext.cli_errors import CliError
+from boinc_ext.jobs.model import DEFAULT_DEADLINE, DEFAULT_REPLICATION, JobError
 
 
-def add_job_commands(commands) -> None:
+def add_commands(commands) -> None:
     job = commands.add_parser("job", help="R jobs: submit, status, result")
     sub = job.add_subparsers(dest="job_command", required=True)
 
@@ -44,7 +45,6 @@ def _user_errors(handler):
     """JobErrors are the user's to fix: the CLI prints them without a traceback."""
     @functools.wraps(handler)
     def wrapped(args):
-        from ..cli import CliError  # cli imports this module, so not at the top
         try:
             return handler(args)
         except JobError as exc:
@@ -53,15 +53,15 @@ def _user_errors(handler):
 
 
 def _open(project_dir: Path):
-    from ..config import ProjectConfig
-    from ..db import Database
+    from boinc_ext.boinc.config import ProjectConfig
+    from boinc_ext.boinc.db import Database
     config = ProjectConfig.load(project_dir)
     return config, Database.for_project(config)
 
 
 @_user_errors
 def _cmd_submit(args) -> int:
-    from .submit import submit_job
+    from boinc_ext.jobs.submit import submit_job
     config, db = _open(args.project_dir)
     with db:
         job_id = submit_job(config, db, args.script, args.data, replication=args.replication,
@@ -72,7 +72,7 @@ def _cmd_submit(args) -> int:
 
 @_user_errors
 def _cmd_status(args) -> int:
-    from .status import job_status
+    from boinc_ext.jobs.status import job_status
     config, db = _open(args.project_dir)
     with db:
         status = job_status(config, db, args.id)
@@ -85,7 +85,7 @@ def _cmd_status(args) -> int:
 
 @_user_errors
 def _cmd_result(args) -> int:
-    from .result import fetch_result
+    from boinc_ext.jobs.result import fetch_result
     config, db = _open(args.project_dir)
     with db:
         paths = fetch_result(config, db, args.id, args.out)

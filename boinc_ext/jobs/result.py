@@ -5,12 +5,12 @@ import filecmp
 import logging
 from pathlib import Path
 
-from ..config import ProjectConfig
-from ..db import Database
-from . import store
-from .model import (OUTPUT_NAMES, RESULT_NAME, STATE_DONE, STATE_FAILED, JobError, JobFailedError,
+from boinc_ext.boinc.config import ProjectConfig
+from boinc_ext.boinc.db import Database
+from boinc_ext.jobs import store
+from boinc_ext.jobs.model import (OUTPUT_NAMES, RESULT_NAME, STATE_DONE, STATE_FAILED, JobError, JobFailedError,
                     JobNotFinishedError, UnknownJobError)
-from .result_store import copy_atomically, result_path
+from boinc_ext.jobs.result_store import copy_atomically, result_path
 
 log = logging.getLogger("boinc_ext.jobs")
 

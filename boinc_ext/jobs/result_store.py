@@ -10,8 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
-from ..config import ProjectConfig
-from ..hierarchy import check_file_name
+from boinc_ext.boinc.config import ProjectConfig
+from boinc_ext.boinc.hierarchy import check_file_name
 
 JOBS_DIR = "jobs"
 RESULT_DIR = "result"

@@ -7,7 +7,7 @@ rsc_disk_bound), while one that is too loose only screens out small hosts.
 """
 from __future__ import annotations
 
-from ..templates import WorkParams
+from boinc_ext.boinc.templates import WorkParams
 
 GIB = 1 << 30
 MIB = 1 << 20

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ProjectConfig
-from ..hierarchy import copy_with_md5
-from ..work import Stager
-from .model import JobFile, physical_name
+from boinc_ext.boinc.config import ProjectConfig
+from boinc_ext.boinc.hierarchy import copy_with_md5
+from boinc_ext.boinc.work import Stager
+from boinc_ext.jobs.model import JobFile, physical_name
 
 _SNAPSHOT_PREFIX = ".rjob_incoming_"
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from ..config import ProjectConfig
-from ..db import Database
-from ..states import (OUTCOME_CLIENT_DETACHED, OUTCOME_CLIENT_ERROR, OUTCOME_COULDNT_SEND, OUTCOME_NO_REPLY,
+from boinc_ext.boinc.config import ProjectConfig
+from boinc_ext.boinc.db import Database
+from boinc_ext.boinc.states import (OUTCOME_CLIENT_DETACHED, OUTCOME_CLIENT_ERROR, OUTCOME_COULDNT_SEND, OUTCOME_NO_REPLY,
                       OUTCOME_SUCCESS, OUTCOME_VALIDATE_ERROR, SERVER_STATE_INACTIVE, SERVER_STATE_IN_PROGRESS,
                       SERVER_STATE_OVER, SERVER_STATE_UNSENT, VALIDATE_STATE_VALID)
-from . import store
-from .model import Job, UnknownJobError
+from boinc_ext.jobs import store
+from boinc_ext.jobs.model import Job, UnknownJobError
 
 _ERROR_OUTCOMES = (OUTCOME_CLIENT_ERROR, OUTCOME_VALIDATE_ERROR)
 _LOST_OUTCOMES = (OUTCOME_NO_REPLY, OUTCOME_CLIENT_DETACHED, OUTCOME_COULDNT_SEND)

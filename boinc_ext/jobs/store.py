@@ -8,8 +8,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
-from ..db import Database
-from .model import (STATE_DONE, STATE_FAILED, STATE_RUNNING, STATE_SUBMITTED, Job, JobFile,
+from boinc_ext.boinc.db import Database
+from boinc_ext.jobs.model import (STATE_DONE, STATE_FAILED, STATE_RUNNING, STATE_SUBMITTED, Job, JobFile,
                     job_id_from_workunit_name)
 
 _JOB_COLUMNS = ("id, name, kind, state, userid, replication, delay_bound, seed, workunitid, "

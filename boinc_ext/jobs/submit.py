@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ProjectConfig
-from ..db import Database, DuplicateKeyError
-from ..hierarchy import MAX_NAME_LENGTH, BadFileName, check_file_name
-from . import store
-from .model import (DEFAULT_DEADLINE, DEFAULT_REPLICATION, KIND_R_JOB, MAX_DATA_FILES, MAX_REPLICATION,
+from boinc_ext.boinc.config import ProjectConfig
+from boinc_ext.boinc.db import Database, DuplicateKeyError
+from boinc_ext.boinc.hierarchy import MAX_NAME_LENGTH, BadFileName, check_file_name
+from boinc_ext.jobs import store
+from boinc_ext.jobs.model import (DEFAULT_DEADLINE, DEFAULT_REPLICATION, KIND_R_JOB, MAX_DATA_FILES, MAX_REPLICATION,
                     RESERVED_NAMES, ROLE_DATA, ROLE_SCRIPT, SCRIPT_NAME, SEED_LIMIT, JobInputError,
                     physical_name)
-from .staging import InputStaging, JobInput
+from boinc_ext.jobs.staging import InputStaging, JobInput
 
 log = logging.getLogger("boinc_ext.jobs")
 

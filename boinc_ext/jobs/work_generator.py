@@ -14,13 +14,13 @@ from __future__ import annotations
 import sys
 import time
 
-from ..daemon import Daemon, DaemonConfigError, main_for
-from ..templates import TemplateError
-from ..work import WorkCreator, WorkError, WorkunitRequest
-from . import store
-from .model import KIND_R_JOB, STATE_SUBMITTED, Job, JobFile, workunit_name
-from .r_job_templates import OUTPUT_TEMPLATE, ensure_input_template, input_template_file, install_r_job_templates
-from .sizing import workunit_params
+from boinc_ext.daemons.base import Daemon, DaemonConfigError, main_for
+from boinc_ext.boinc.templates import TemplateError
+from boinc_ext.boinc.work import WorkCreator, WorkError, WorkunitRequest
+from boinc_ext.jobs import store
+from boinc_ext.jobs.model import KIND_R_JOB, STATE_SUBMITTED, Job, JobFile, workunit_name
+from boinc_ext.apps.r_job import OUTPUT_TEMPLATE, ensure_input_template, input_template_file, install_templates
+from boinc_ext.jobs.sizing import workunit_params
 
 JOBS_PER_PASS = 100
 
@@ -38,7 +38,7 @@ class WorkGenerator(Daemon):
         self._creators: dict[int, WorkCreator] = {}  # per number of data files
 
     def do_pass(self) -> bool:
-        install_r_job_templates(self.config)
+        install_templates(self.config)
         with self.db.transaction():
             job_ids = store.submitted_job_ids(self.db, KIND_R_JOB, JOBS_PER_PASS, self.mod_clause())
         for job_id in job_ids:

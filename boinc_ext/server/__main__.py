@@ -1,5 +1,5 @@
 import sys
 
-from .serve import main
+from boinc_ext.server.serve import main
 
 sys.exit(main())

@@ -19,14 +19,13 @@ from urllib.parse import quote_plus
 
 from flask import Blueprint, Response, request
 
-from ..config import STOP_SCHED_FILE, ProjectConfig
-from ..db import Database, DbError, TransientDbError
-from ..xmlutil import XmlError, escape_text, parse_fragment
-from . import user_accounts
-from .http_db import ThreadDatabases
-from .url_paths import web_rpc_path
-from .user_accounts import (ERR_ACCT_CREATION_DISABLED, ERR_DB_CANT_CONNECT, ERR_DB_NOT_FOUND,
-                            ERR_GENERIC, AccountError, create_account, lookup_account, passwd_hash_of)
+from boinc_ext.boinc.config import STOP_SCHED_FILE, ProjectConfig
+from boinc_ext.boinc.db import Database, DbError, TransientDbError
+from boinc_ext.boinc.xmlutil import XmlError, escape_text, parse_fragment
+from boinc_ext.server import user_accounts
+from boinc_ext.server.http_db import ThreadDatabases
+from boinc_ext.server.url_paths import web_rpc_path
+from boinc_ext.server.user_accounts import (ERR_ACCT_CREATION_DISABLED, ERR_DB_CANT_CONNECT, ERR_GENERIC, AccountError, create_account, lookup_account, passwd_hash_of)
 
 __all__ = ["create_blueprint", "create_account", "lookup_account", "passwd_hash_of"]
 

@@ -9,10 +9,13 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response
 
-from ..config import ProjectConfig
-from ..xmlutil import escape_text
-from . import accounts, downloads, scheduler, uploads
-from .http_db import ThreadDatabases
+from boinc_ext.boinc.config import ProjectConfig
+from boinc_ext.boinc.xmlutil import escape_text
+from boinc_ext.server import accounts
+from boinc_ext.server import downloads
+from boinc_ext.server.scheduler import handler as scheduler
+from boinc_ext.server import uploads
+from boinc_ext.server.http_db import ThreadDatabases
 
 
 def create_app(config: ProjectConfig) -> Flask:

@@ -15,8 +15,8 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, send_file
 from werkzeug.security import safe_join
 
-from ..config import ProjectConfig
-from .url_paths import path_of
+from boinc_ext.boinc.config import ProjectConfig
+from boinc_ext.server.url_paths import path_of
 
 log = logging.getLogger("boinc_ext.server.downloads")
 

@@ -14,8 +14,8 @@ import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..config import ProjectConfig
-from ..db import Database, DbSettings, TransientDbError
+from boinc_ext.boinc.config import ProjectConfig
+from boinc_ext.boinc.db import Database, DbSettings, TransientDbError
 
 log = logging.getLogger("boinc_ext.server.http_db")
 

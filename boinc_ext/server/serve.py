@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 
 from waitress import create_server
 
-from ..config import ConfigError, ProjectConfig, find_project_dir
-from ..daemon import EVENT_STARTED, EVENT_STOPPED, configure_logging
-from .app import create_app
-from .scheduler import WORK_HOLD_EXTENSION
+from boinc_ext.boinc.config import ConfigError, ProjectConfig, find_project_dir
+from boinc_ext.daemons.base import EVENT_STARTED, EVENT_STOPPED, configure_logging
+from boinc_ext.server.app import create_app
+from boinc_ext.server.scheduler.handler import WORK_HOLD_EXTENSION
 
 log = logging.getLogger("boinc_ext.server")
 

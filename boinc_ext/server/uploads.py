@@ -20,12 +20,12 @@ from typing import BinaryIO
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import ClientDisconnected
 
-from ..config import ConfigError, ProjectConfig
-from ..crypto import KeyFormatError, PublicKey, read_public_key, verify_upload_certificate
-from ..hierarchy import BadFileName, check_file_name, hier_path
-from ..xmlutil import escape_text
-from .file_lock import FileLockError, try_lock_exclusive
-from .url_paths import path_of
+from boinc_ext.boinc.config import ConfigError, ProjectConfig
+from boinc_ext.boinc.crypto import KeyFormatError, PublicKey, read_public_key, verify_upload_certificate
+from boinc_ext.boinc.hierarchy import BadFileName, check_file_name, hier_path
+from boinc_ext.boinc.xmlutil import escape_text
+from boinc_ext.server.file_lock import FileLockError, try_lock_exclusive
+from boinc_ext.server.url_paths import path_of
 
 log = logging.getLogger("boinc_ext.server.uploads")
 

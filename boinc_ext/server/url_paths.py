@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..config import ConfigError
+from boinc_ext.boinc.config import ConfigError
 
 
 def path_of(url: str, setting: str) -> str:

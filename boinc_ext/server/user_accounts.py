@@ -18,7 +18,7 @@ import secrets
 import time
 from typing import Any
 
-from ..db import Database, DuplicateKeyError
+from boinc_ext.boinc.db import Database, DuplicateKeyError
 
 log = logging.getLogger("boinc_ext.server.accounts")
 

@@ -9,9 +9,9 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import classify_os_error
-from .output_files import OutputFile
-from .policy import ValidationPolicy
+from boinc_ext.validator.errors import classify_os_error
+from boinc_ext.validator.output_files import OutputFile
+from boinc_ext.validator.policy import ValidationPolicy
 
 _CHUNK = 1 << 20
 

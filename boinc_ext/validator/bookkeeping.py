@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .credit import update_average
-from .row_updates import RowChanges
+from boinc_ext.validator.credit import update_average
+from boinc_ext.validator.row_updates import RowChanges
 
 _HOST_COLUMNS = ("id", "userid", "total_credit", "expavg_credit", "expavg_time", "avg_turnaround")
 _CREDIT_COLUMNS = "id, teamid, total_credit, expavg_credit, expavg_time"

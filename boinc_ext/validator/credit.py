@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..xmlutil import XmlError, parse_fragment
+from boinc_ext.boinc.xmlutil import XmlError, parse_fragment
 
 COBBLESTONE_SCALE = 200 / 86400e9       # credit per floating-point operation
 AVG_CPU_FPOPS = 4.3e9                   # stock's stand-in for a 1e9 (default) flops estimate

@@ -25,23 +25,23 @@ import sys
 import time
 from typing import Any
 
-from ..daemon import Daemon, DaemonConfigError, main_for
-from ..db import TransientDbError
-from ..states import OUTCOME_VALIDATE_ERROR, VALIDATE_STATE_VALID
-from . import events
-from .bookkeeping import Bookkeeping, BookkeepingSettings, WorkunitOutcome
-from .credit import (
+from boinc_ext.daemons.base import Daemon, DaemonConfigError, main_for
+from boinc_ext.boinc.db import TransientDbError
+from boinc_ext.boinc.states import OUTCOME_VALIDATE_ERROR, VALIDATE_STATE_VALID
+from boinc_ext.validator import events
+from boinc_ext.validator.bookkeeping import Bookkeeping, BookkeepingSettings, WorkunitOutcome
+from boinc_ext.validator.credit import (
     DEFAULT_MAX_GRANTED_CREDIT,
     CreditConfigError,
     CreditMode,
     CreditRules,
 )
-from .decision import RESULT_COLUMNS, WorkunitValidation
-from .errors import PolicyConfigError
-from .output_files import OutputLocator
-from .policy import BUILTIN_POLICIES, DEFAULT_POLICY, ValidationPolicy, load_policy
-from .quorum import PreparedResults
-from .row_updates import RowChanges, update_rows
+from boinc_ext.validator.decision import RESULT_COLUMNS, WorkunitValidation
+from boinc_ext.validator.errors import PolicyConfigError
+from boinc_ext.validator.output_files import OutputLocator
+from boinc_ext.validator.policy import BUILTIN_POLICIES, DEFAULT_POLICY, ValidationPolicy, load_policy
+from boinc_ext.validator.quorum import PreparedResults
+from boinc_ext.validator.row_updates import RowChanges, update_rows
 
 SELECT_LIMIT = 1000   # workunits per enumeration query
 BATCH_WORKUNITS = 100  # workunits per transaction

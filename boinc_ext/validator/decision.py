@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..states import (
+from boinc_ext.boinc.states import (
     ASSIMILATE_READY,
     INT_MAX,
     OUTCOME_DIDNT_NEED,
@@ -22,9 +22,9 @@ from ..states import (
     VALIDATE_STATE_VALID,
     WU_ERROR_TOO_MANY_SUCCESS_RESULTS,
 )
-from . import events
-from .credit import CreditMode, CreditRules
-from .quorum import PairVerdict, PreparedResults, check_pair, check_set
+from boinc_ext.validator import events
+from boinc_ext.validator.credit import CreditMode, CreditRules
+from boinc_ext.validator.quorum import PairVerdict, PreparedResults, check_pair, check_set
 
 RETRY_DELAY = 6 * 3600  # a transient failure brings the workunit back within this time
 RESULT_COLUMNS = ("validate_state", "outcome", "server_state", "granted_credit")

@@ -7,10 +7,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ProjectConfig
-from ..hierarchy import subdir_for
-from ..result_files import FileRef, ResultFilesError, parse_file_refs
-from .errors import (
+from boinc_ext.boinc.config import ProjectConfig
+from boinc_ext.boinc.hierarchy import subdir_for
+from boinc_ext.boinc.result_files import FileRef, ResultFilesError, parse_file_refs
+from boinc_ext.validator.errors import (
     PermanentValidationError,
     TransientValidationError,
     classify_os_error,

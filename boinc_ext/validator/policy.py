@@ -17,8 +17,8 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from .errors import PolicyConfigError
-from .output_files import OutputFile
+from boinc_ext.validator.errors import PolicyConfigError
+from boinc_ext.validator.output_files import OutputFile
 
 BUILTIN_POLICIES = {
     "bitwise": "boinc_ext.validator.bitwise:BitwisePolicy",

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PermanentValidationError, TransientValidationError, ValidationError
+from boinc_ext.validator.errors import PermanentValidationError, TransientValidationError, ValidationError
 
 Row = Mapping[str, Any]
 

@@ -20,11 +20,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .bitwise import file_digest
-from .errors import PermanentValidationError
-from .output_files import OutputFile
-from .policy import ValidationPolicy, compare_by_name
-from .rds_guard import DEFAULT_MAX_BYTES, read_rds_bytes
+from boinc_ext.validator.bitwise import file_digest
+from boinc_ext.validator.errors import PermanentValidationError
+from boinc_ext.validator.output_files import OutputFile
+from boinc_ext.validator.policy import ValidationPolicy, compare_by_name
+from boinc_ext.validator.rds_guard import DEFAULT_MAX_BYTES, read_rds_bytes
 
 DEFAULT_REL_TOLERANCE = math.sqrt(2.0 ** -52)  # R's sqrt(.Machine$double.eps)
 RDS_SUFFIX = ".rds"

@@ -24,7 +24,7 @@ import lzma
 import struct
 from pathlib import Path
 
-from .errors import PermanentValidationError, classify_os_error
+from boinc_ext.validator.errors import PermanentValidationError, classify_os_error
 
 DEFAULT_MAX_BYTES = 1 << 30
 

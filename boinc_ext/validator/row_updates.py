@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..db import literal_of
+from boinc_ext.boinc.db import literal_of
 
 
 @dataclass(frozen=True)

@@ -203,3 +203,30 @@ def test_cli_db_and_project_create(tmp_path):
     assert stopped.stdout.strip() == "stopped"
     status = subprocess.run(BOINC_EXT + ["db", "status", "--dir", str(db_dir)], capture_output=True, text=True)
     assert status.stdout.strip() == "not running"
+
+
+def test_existing_rewrites_launchers_of_an_older_layout(project, project_db):
+    """Launchers installed before the code moved ran `-m boinc_ext.server.transitioner` and
+    `-m boinc_ext.file_deleter`, modules that no longer exist; `--existing` rewrites them."""
+    bin_dir = project.project_dir / "bin"
+    old_modules = {"ext_transitioner": "boinc_ext.server.transitioner", "ext_file_deleter": "boinc_ext.file_deleter"}
+    for program, module in old_modules.items():
+        (bin_dir / program).write_text(f"#!/bin/sh\nexec {sys.executable} -m {module} \"$@\"\n")
+    env = dict(os.environ, BOINC_PROJECT_DIR=str(project.project_dir))
+    stale = subprocess.run([str(bin_dir / "ext_transitioner"), "--help"], env=env, capture_output=True, text=True)
+    assert stale.returncode != 0 and "No module named" in stale.stderr
+
+    extend_existing_project(project.project_dir)
+
+    for program, module in old_modules.items():
+        text = (bin_dir / program).read_text()
+        assert module not in text and f"boinc_ext.daemons.launch {program}" in text
+        run = subprocess.run([str(bin_dir / program), "-one_pass", "-d", "3"], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert f"[{program}] INFO daemon started" in run.stderr
+
+
+def test_launch_refuses_an_unknown_program():
+    run = subprocess.run([sys.executable, "-m", "boinc_ext.daemons.launch", "ext_nope"], capture_output=True, text=True)
+    assert run.returncode == 2 and "ext_transitioner" in run.stderr

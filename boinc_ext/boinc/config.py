@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 from lxml import etree
 
@@ -184,6 +185,13 @@ def _daemon_entries(root: etree._Element):
             pid_file=(element.findtext("pid_file") or "").strip() or None,
             disabled=flag(element, "disabled"),
         )
+
+
+def cgi_url(master_url: str) -> str:
+    """make_project's CGI base: `http://h/NAME/` gives `http://h/NAME_cgi/`."""
+    if urlsplit(master_url).path in ("", "/"):
+        return master_url + "cgi-bin/"
+    return master_url.rstrip("/") + "_cgi/"
 
 
 def find_project_dir(explicit: str | Path | None = None) -> Path:

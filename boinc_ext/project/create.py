@@ -21,7 +21,7 @@ from boinc_ext.boinc import schema as boinc_schema
 from boinc_ext.boinc import crypto
 
 from boinc_ext.project import ext_schema
-from boinc_ext.boinc.config import CONFIG_FILE, ConfigError, ProjectConfig, append_daemon, write_config_xml, write_tree
+from boinc_ext.boinc.config import CONFIG_FILE, cgi_url, ConfigError, ProjectConfig, append_daemon, write_config_xml, write_tree
 from boinc_ext.daemons.registry import default_entries, install_launchers
 from boinc_ext.boinc.db import Database, DbSettings
 from boinc_ext.project.project_xml import DEFAULT_PROJECT_XML, ProjectXml, register
@@ -61,13 +61,6 @@ def canonical_master_url(url: str) -> str:
     if not path.endswith("/"):
         path += "/"
     return f"{parts.scheme}://{netloc}{path}"
-
-
-def cgi_url(master_url: str) -> str:
-    """make_project's CGI base: `http://h/NAME/` gives `http://h/NAME_cgi/`."""
-    if urlsplit(master_url).path in ("", "/"):
-        return master_url + "cgi-bin/"
-    return master_url.rstrip("/") + "_cgi/"
 
 
 def project_options(spec: ProjectSpec, master_url: str) -> dict[str, str | int | bool]:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from boinc_ext.boinc.config import ProjectConfig
 from boinc_ext.boinc.crypto import read_public_key
 from boinc_ext.boinc.db import Database, TransientDbError
-from boinc_ext.project.create import cgi_url
+from boinc_ext.boinc.config import cgi_url
 from boinc_ext.boinc.states import SERVER_STATE_UNSENT
 from boinc_ext.boinc.xmlutil import XmlError, parse_xml
 from boinc_ext.server.scheduler.app_catalog import AppCatalog

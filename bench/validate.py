@@ -42,7 +42,7 @@ from boinc_ext.transitioner.results import create_result_rows
 from boinc_ext.boinc.states import OUTCOME_SUCCESS, SERVER_STATE_OVER, VALIDATE_STATE_VALID
 from boinc_ext.validator.daemon import BATCH_WORKUNITS, Validator
 from boinc_ext.validator.output_files import parse_file_refs
-from boinc_ext.validator.row_updates import RowChanges, update_rows
+from boinc_ext.boinc.table_updates import RowChanges, update_rows
 from boinc_ext.boinc.work import WorkCreator, WorkunitRequest
 
 STOCK_RESULTS_PER_S = (710.0, 750.0)

@@ -197,6 +197,18 @@ def existing_boinc_tables(db) -> set[str]:
     return {row["t"] for row in rows} & set(BOINC_TABLES)
 
 
+def numeric_columns(table: str) -> frozenset[str]:
+    """The columns of `table` declared with an integer or floating-point type (ids included)."""
+    if table not in _COLUMNS:
+        raise ValueError(f"{table!r} is not one of BOINC's tables")
+    names = set()
+    for spec in _COLUMNS[table].split():
+        name, _, rest = spec.partition(":")
+        if rest.partition("=")[0].rstrip("?") in _NUMERIC_TYPES | {"id", "serial"}:
+            names.add(name)
+    return frozenset(names)
+
+
 def blank_row(table: str) -> dict[str, object]:
     """Every column a stock INSERT must name, with its "none" value (0 or ''); the id and
     timestamp columns are left to the server. Callers overwrite what they know."""

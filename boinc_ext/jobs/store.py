@@ -66,6 +66,13 @@ def submitted_job_ids(db: Database, kind: str, limit: int, extra_clause: str = "
     return [row["id"] for row in rows]
 
 
+def submitted_job_since(db: Database, since: int) -> bool:
+    """Whether a job created at or after `since` still waits for its workunit (one short
+    range of the ext_job_state index, read up to its first match)."""
+    return bool(db.scalar("select 1 from ext_job where state = %s and create_time >= %s limit 1",
+                          (STATE_SUBMITTED, since)))
+
+
 def job_for_workunit(db: Database, wu_id: int, wu_name: str, *, lock: bool = False) -> Job | None:
     """The job a workunit computes: linked by workunitid, or (if the work generator died before
     linking) named by the workunit's deterministic name and not linked elsewhere."""

@@ -16,20 +16,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from boinc_ext.boinc.host_app_version import KEY_COLUMNS, create_missing_rows, generalized_app_version_id
+from boinc_ext.boinc.table_updates import RowChanges
 from boinc_ext.validator.credit import update_average
-from boinc_ext.validator.row_updates import RowChanges
 
 _HOST_COLUMNS = ("id", "userid", "total_credit", "expavg_credit", "expavg_time", "avg_turnaround")
 _CREDIT_COLUMNS = "id, teamid, total_credit, expavg_credit, expavg_time"
-_HAV_COLUMNS = ("host_id", "app_version_id", "max_jobs_per_day", "consecutive_valid")
-_HAV_ZEROED = ("pfc_n", "pfc_avg", "et_n", "et_avg", "et_var", "et_q", "max_jobs_per_day",
-               "n_jobs_today", "turnaround_n", "turnaround_avg", "turnaround_var", "turnaround_q",
-               "consecutive_valid")
-
-
-def generalized_app_version_id(app_version_id: int, appid: int) -> int:
-    """host_app_version's key: anonymous-platform versions (negative ids) map per app."""
-    return appid * 1000000 - app_version_id if app_version_id < 0 else app_version_id
+_HAV_COLUMNS = (*KEY_COLUMNS, "max_jobs_per_day", "consecutive_valid")
 
 
 @dataclass(frozen=True)
@@ -88,28 +81,25 @@ class Bookkeeping:
                              f"no host bookkeeping or credit")
                 continue
             self._valid_host(host, result)
-            self._valid_hav(havs[_hav_key(result)], outcome.unreplicated)
+            if _hav_key(result) in havs:  # not when its app version is unknown (stock: hav_lookup fails)
+                self._valid_hav(havs[_hav_key(result)], outcome.unreplicated)
             if credit > 0:
                 self._grant(outcome, host, users, teams, result, credit)
             if self.settings.update_credited_job:
                 credited_jobs.append((host["userid"], int(outcome.wu["opaque"])))
         for result in outcome.invalid:
-            if _hav_key(result) in havs:  # not when the host is gone
+            if _hav_key(result) in havs:  # not when the host or the app version is gone
                 self._invalid_hav(havs[_hav_key(result)])
         return credited_jobs
 
     # --- locking reads --------------------------------------------------------------------------
     def _lock_hosts_and_havs(self, keys: set[tuple[int, int]]) -> tuple[dict[int, dict], dict[tuple[int, int], dict]]:
-        """Hosts by id, and their host_app_version rows (created, zeroed as stock does,
-        where missing), in one locking read: a host always before its own rows."""
+        """Hosts by id, and their host_app_version rows, in one locking read: a host always
+        before its own rows. Missing rows of existing hosts are made as stock's hav_lookup
+        makes them (boinc_ext.boinc.host_app_version), then everything is read again."""
         hosts, havs = self._select_hosts_and_havs(keys)
-        missing = sorted(k for k in keys if k not in havs and k[0] in hosts)
-        if missing:
-            columns = ", ".join(("host_id", "app_version_id") + _HAV_ZEROED)
-            self.db.executemany(f"insert ignore into host_app_version ({columns}) values "
-                                f"({', '.join(['%s'] * (2 + len(_HAV_ZEROED)))})",
-                                [k + (0,) * len(_HAV_ZEROED) for k in missing])
-            havs.update(self._select_hosts_and_havs(set(missing))[1])
+        if create_missing_rows(self.db, [k for k in keys if k not in havs and k[0] in hosts]):
+            hosts, havs = self._select_hosts_and_havs(keys)
         return hosts, havs
 
     def _select_hosts_and_havs(self, keys: set[tuple[int, int]]):
@@ -187,7 +177,7 @@ class Bookkeeping:
         credit = {"total_credit": "credit"}
         return [
             RowChanges("host", ("id",), changed["host"], ("avg_turnaround", "expavg_credit", "expavg_time"), credit),
-            RowChanges("host_app_version", ("host_id", "app_version_id"), changed["hav"],
+            RowChanges("host_app_version", KEY_COLUMNS, changed["hav"],
                        ("max_jobs_per_day", "consecutive_valid")),
             RowChanges("user", ("id",), changed["user"], ("expavg_credit", "expavg_time"), credit),
             RowChanges("team", ("id",), changed["team"], ("expavg_credit", "expavg_time"), credit),

@@ -27,6 +27,7 @@ from typing import Any
 
 from boinc_ext.daemons.base import Daemon, DaemonConfigError, main_for
 from boinc_ext.boinc.db import TransientDbError
+from boinc_ext.boinc.table_updates import RowChanges, update_rows
 from boinc_ext.boinc.states import OUTCOME_VALIDATE_ERROR, VALIDATE_STATE_VALID
 from boinc_ext.validator import events
 from boinc_ext.validator.bookkeeping import Bookkeeping, BookkeepingSettings, WorkunitOutcome
@@ -41,7 +42,6 @@ from boinc_ext.validator.errors import PolicyConfigError
 from boinc_ext.validator.output_files import OutputLocator
 from boinc_ext.validator.policy import BUILTIN_POLICIES, DEFAULT_POLICY, ValidationPolicy, load_policy
 from boinc_ext.validator.quorum import PreparedResults
-from boinc_ext.validator.row_updates import RowChanges, update_rows
 
 SELECT_LIMIT = 1000   # workunits per enumeration query
 BATCH_WORKUNITS = 100  # workunits per transaction

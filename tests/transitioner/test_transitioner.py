@@ -17,11 +17,8 @@ from boinc_ext.boinc.schema import blank_row
 from boinc_ext.daemons.base import EXIT_FAILED, EXIT_OK, DaemonOptions
 from boinc_ext.transitioner import daemon as transitioner_module
 from boinc_ext.transitioner.results import process_result_template
-from boinc_ext.transitioner.daemon import (
-    Transitioner,
-    add_turnaround_sample,
-    reduced_max_jobs_per_day,
-)
+from boinc_ext.transitioner.daemon import Transitioner
+from boinc_ext.transitioner.penalties import add_turnaround_sample, reduced_max_jobs_per_day
 from boinc_ext.boinc.states import (
     ASSIMILATE_DONE,
     ASSIMILATE_READY,

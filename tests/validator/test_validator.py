@@ -81,6 +81,28 @@ def test_quorum_of_one(lab, volunteers):
     assert (hav["consecutive_valid"], hav["max_jobs_per_day"]) == (1, 1)
 
 
+def test_missing_host_app_version_rows_are_got_as_stock_hav_lookup_does(lab, volunteers):
+    """A host's row for an older version of the same app, platform and plan class is taken
+    over; a host without one gets a zeroed row; an unknown app version gets none, and the
+    result is credited all the same."""
+    h0, h1, h2 = volunteers["hosts"]
+    older = lab._insert("app_version", appid=lab.creator.app_id, version_num=50, platformid=1,
+                        plan_class="validator_test", xml_doc="")
+    lab._insert("host_app_version", host_id=h0, app_version_id=older, max_jobs_per_day=5, consecutive_valid=3)
+    for index, host in enumerate(volunteers["hosts"]):
+        lab.workunit(f"hl{index}", min_quorum=1, target_nresults=1)
+        lab.report(f"hl{index}_0", host, GOOD)
+    lab.db.execute("update result set app_version_id = 999999 where name = 'hl2_0'")
+    assert lab.run() == EXIT_OK
+
+    assert lab.db.query_one("select 1 from host_app_version where app_version_id = %s", (older,)) is None
+    assert (lab.hav(h0)["consecutive_valid"], lab.hav(h0)["max_jobs_per_day"]) == (4, 6)
+    assert (lab.hav(h1)["consecutive_valid"], lab.hav(h1)["max_jobs_per_day"]) == (1, 1)
+    assert lab.db.query("select * from host_app_version where host_id = %s", (h2,)) == []
+    assert lab.result("hl2_0")["validate_state"] == VALIDATE_STATE_VALID
+    assert lab.row("host", h2)["total_credit"] == pytest.approx(RUNTIME_CREDIT)
+
+
 def test_two_agreeing_results_credit_once(lab, volunteers):
     wu_id = lab.workunit("agree")
     h0, h1, _ = volunteers["hosts"]

@@ -129,27 +129,3 @@ def test_bitwise_validator_never_imports_r():
     code = ("import sys; import boinc_ext.validator.daemon; from boinc_ext.validator.policy import load_policy; "
             "load_policy('bitwise'); sys.exit('rpy2' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60, check=False).returncode == 0
-
-
-def test_update_rows_statement_and_missing_rows(project_db):
-    from boinc_ext.validator.row_updates import RowChanges, RowsNotFound, update_rows
-    db = project_db
-    db.execute("create table t_a (id int primary key, v double not null, n int not null)")
-    db.execute("create table t_b (k1 int, k2 int, s varchar(20) not null, primary key (k1, k2))")
-    db.executemany("insert into t_a values (%s, 0, 0)", [(1,), (2,), (3,)])
-    db.executemany("insert into t_b values (%s, %s, '')", [(1, 1), (1, 2)])
-    changed = update_rows(db, [
-        RowChanges("t_a", ("id",), [{"id": 1, "v": 1.5, "add": 2}, {"id": 3, "v": -1.0, "add": 5}], ("v",),
-                   {"n": "add"}),
-        RowChanges("t_b", ("k1", "k2"), [{"k1": 1, "k2": 2, "s": "it's"}, {"k1": 1, "k2": 1, "s": "b"}], ("s",)),
-        RowChanges("t_a", ("id",), [], ("v",)),  # nothing for this one: left out
-    ])
-    assert changed == 4
-    assert [tuple(r.values()) for r in db.query("select * from t_a order by id")] == [(1, 1.5, 2), (2, 0.0, 0),
-                                                                                      (3, -1.0, 5)]
-    assert [r["s"] for r in db.query("select s from t_b order by k1, k2")] == ["b", "it's"]
-    # a row left as it was is no error, unless every row is known to change
-    assert update_rows(db, [RowChanges("t_a", ("id",), [{"id": 1, "v": 1.5}], ("v",))]) == 0
-    with pytest.raises(RowsNotFound):
-        update_rows(db, [RowChanges("t_b", ("k1", "k2"), [{"k1": 1, "k2": 1, "s": "c"}, {"k1": 7, "k2": 7, "s": "x"}],
-                                    ("s",), every_row_changes=True)])

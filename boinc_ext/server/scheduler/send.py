@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from boinc_ext.boinc.db import Database
-from boinc_ext.jobs.model import STATE_SUBMITTED
+from boinc_ext.jobs.store import submitted_job_since
 from boinc_ext.boinc.states import (
     SERVER_STATE_IN_PROGRESS,
     SERVER_STATE_UNSENT,
@@ -100,8 +100,7 @@ def work_on_the_way(db: Database, app_ids: list[int]) -> bool:
     one short range of an index (ext_job_state; wu_timeout over the last ON_THE_WAY_WINDOW
     seconds) read up to its first match, so a held request can ask it every poll."""
     now = int(time.time())
-    if db.scalar("select 1 from ext_job where state = %s and create_time >= %s limit 1",
-                 (STATE_SUBMITTED, now - ON_THE_WAY_WINDOW)):
+    if submitted_job_since(db, now - ON_THE_WAY_WINDOW):
         return True
     return bool(db.scalar(
         f"select 1 from workunit where transition_time between %s and %s "

@@ -1,9 +1,13 @@
-"""Changed rows of one table written with one UPDATE statement.
+"""Changed rows of BOINC tables, each table written with one UPDATE statement.
 
-A batch of workunits changes rows of up to six tables (workunit, result, host,
-host_app_version, user, team); each table's rows are written by one statement, a CASE
-per column over the rows' keys. Every row is already locked by the caller's
-`select ... for update`, so this takes no new locks.
+A daemon's batch changes rows of several tables (workunit, result, host, host_app_version,
+user, team); each table's rows are written by one statement, a CASE per column over the
+rows' keys. The caller has locked every row with its own `select ... for update`, so this
+takes no new locks.
+
+Values are rendered into the statement as SQL literals (many rows' values in one
+statement), so only columns the schema declares numeric may be written: a number's literal
+cannot carry anything but a number. Any other column is refused before SQL is built.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from boinc_ext.boinc.db import literal_of
+from boinc_ext.boinc.schema import numeric_columns
 
 
 @dataclass(frozen=True)
@@ -35,15 +40,26 @@ class RowsNotFound(RuntimeError):
 
 
 def update_rows(db, changes: Sequence[RowChanges]) -> int:
-    """Writes each change with one UPDATE; returns the number of rows changed. Table and
-    column names come from code, never from input; values are rendered as SQL literals
-    by the database layer. Raises RowsNotFound (after writing the tables before it: the
-    caller's transaction is what makes the whole all or none)."""
+    """Writes each change with one UPDATE; returns the number of rows changed. Raises
+    ValueError, before any statement is sent, if a change names a column that is not
+    numeric; RowsNotFound after writing the tables before it (the caller's transaction is
+    what makes the whole all or none)."""
+    for change in changes:
+        check_numeric(change.table, (*change.key_columns, *change.columns, *change.increments))
     total = 0
     for change in changes:
         if change.rows:
             total += _update_table(db, change)
     return total
+
+
+def check_numeric(table: str, columns: Sequence[str]) -> None:
+    """Raises ValueError naming the first of `columns` that `table` does not declare numeric."""
+    numeric = numeric_columns(table)
+    for column in columns:
+        if column not in numeric:
+            raise ValueError(f"{table}.{column} is not a numeric column of BOINC's schema: "
+                             f"the batched UPDATE writes numbers only")
 
 
 def _update_table(db, change: RowChanges) -> int:

@@ -229,10 +229,8 @@ class Validator(Daemon):
     def _prepare_batch(self, wu_ids: list[int], now: int) -> dict[int, PreparedResults]:
         """The answers each workunit's decision needs, by workunit id, from rows read with
         no lock; workunits whose policy failed are left out."""
-        with self.db.transaction():
-            workunits = self._read_workunits(wu_ids, lock=False)
         prepared = {}
-        for wu, results in workunits:
+        for wu, results in self._read_workunits(wu_ids, lock=False):  # autocommit: one statement
             if self.should_stop():
                 break
             answers = self._prepare_workunit(wu, results, now)

@@ -248,7 +248,7 @@ class Validator(Daemon):
         if self.policy_failures.is_last_attempt(wu["id"]):
             prepare = guarded(prepare, wu_log, lambda result: f"result #{result['id']} {result['name']}")
             same = guarded(same, wu_log, lambda a, b: "a comparison of two results")
-        answers = PreparedResults(prepare, same, self.policy.release)
+        answers = PreparedResults(prepare, same, lambda handle: self._release(handle, wu_log))
         try:
             WorkunitValidation(wu, results, answers, self.credit_rules, now).decide()
         except Exception:
@@ -263,6 +263,13 @@ class Validator(Daemon):
 
     def _prepare_result(self, result: dict[str, Any]) -> Any:
         return self.policy.prepare(self.locator.files_to_validate(result["xml_doc_in"], result["name"]))
+
+    def _release(self, handle: Any, wu_log: logging.LoggerAdapter) -> None:
+        """policy.release; its failure is logged, never raised (the decision stands)."""
+        try:
+            self.policy.release(handle)
+        except Exception:
+            wu_log.exception("%s in release()", events.POLICY_FAILED)
 
     # --- step 2: one transaction ----------------------------------------------------------------
     def _validate_together(self, prepared: dict[int, PreparedResults], now: int) -> int:

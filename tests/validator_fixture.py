@@ -187,12 +187,18 @@ class Lab:
         return hier_path(ref.file_name, self.config.upload_dir, self.config.uldl_dir_fanout)
 
     # --- the daemon -----------------------------------------------------------------------------
-    def run(self, policy=None, database=None, **extra) -> int:
-        """One in-process pass of the validator for the app (on its own connection to the
-        project's database unless `database` is given)."""
+    def validator(self, policy=None, database=None, policy_spec: str | None = None, **extra) -> Validator:
+        """A one-pass validator for the app (on its own connection to the project's
+        database unless `database` is given); `policy_spec` is what --policy would say."""
+        if policy_spec:
+            extra["policy"] = policy_spec
         extra.setdefault("max_granted_credit", 200 * 1000 * 365.0)
         options = DaemonOptions(one_pass=True, app=APP, extra=MappingProxyType(extra))
-        return Validator(self.config, options, database, policy=policy).run()
+        return Validator(self.config, options, database, policy=policy)
+
+    def run(self, policy=None, database=None, **extra) -> int:
+        """One in-process pass of the validator for the app."""
+        return self.validator(policy, database, **extra).run()
 
 
 class SlowBitwisePolicy(BitwisePolicy):
@@ -212,6 +218,18 @@ class SlowBitwisePolicy(BitwisePolicy):
             Path(self.marker).touch()
         time.sleep(self.delay)
         return super().same(a, b)
+
+
+class ExplodingPolicy(BitwisePolicy):
+    """Bitwise, but a bug (not a validation error) on outputs reading "explode": a
+    project's own policy, as `--policy validator_fixture:ExplodingPolicy` loads it."""
+
+    name = "exploding"
+
+    def prepare(self, files):
+        if any(f.present and Path(f.path).read_bytes() == b"explode\n" for f in files):
+            raise RuntimeError("policy bug")
+        return super().prepare(files)
 
 
 def wait_for(path: Path, timeout: float = 60.0) -> None:

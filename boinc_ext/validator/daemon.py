@@ -1,18 +1,31 @@
 """The validator daemon: what stock BOINC's sched/validator does, with pluggable policies.
 
-For every workunit of `--app` with need_validate set it locks the workunit and its
-results, prepares each result's outputs once (policy.prepare), finds or checks against
-the canonical result (quorum.py), decides states, credit and replication (decision.py),
-and writes it all, with the host, user, team and host_app_version bookkeeping
-(bookkeeping.py).
+For every workunit of `--app` with need_validate set it prepares each result's outputs
+once (policy.prepare), finds or checks against the canonical result (quorum.py), decides
+states, credit and replication (decision.py), and writes it all, with the host, user, team
+and host_app_version bookkeeping (bookkeeping.py).
 
-Workunits are validated in batches of up to BATCH_WORKUNITS per transaction: one locking
-read of the batch's workunits with their results, the decisions in memory, one locking
-read per bookkeeping table, one UPDATE per table, one commit. A daemon killed at any
-moment leaves all of a batch's changes or none, and the row locks plus the need_validate
-re-check mean a workunit is never validated, nor its credit granted, twice. If a batch
-fails, it is rolled back and done again one workunit per transaction, so that a failure
-costs only the workunit it belongs to, as it would without batches.
+Workunits are validated in batches of up to BATCH_WORKUNITS, in two steps:
+
+1. No lock held: one short non-locking read of the batch's workunits with their results;
+   then, workunit by workunit, the decision is taken over those unlocked rows only to
+   prepare and compare the outputs it needs (reading and deserialising them may take
+   long); the prepared outputs are released and only the answers kept (quorum.py,
+   PreparedResults.settle). Reporting clients never wait for this step.
+2. One transaction: one locking read of the workunits (need_validate re-checked) and their
+   results, each decision taken again over the locked rows from the kept answers, one
+   locking read per bookkeeping table, one UPDATE per table, one commit. A workunit whose
+   results changed meanwhile so that its decision needs outputs or comparisons that step 1
+   did not make (say a result was reported) is left out, need_validate still set: the
+   next pass validates it again with the new rows. Changes that need nothing new (say a
+   result sent) are simply decided over the locked rows.
+
+A daemon killed at any moment leaves all of a batch's changes or none, and the row locks
+plus the need_validate re-check mean a workunit is never validated, nor its credit
+granted, twice. If a batch's transaction fails, it is rolled back and done again one
+workunit per transaction (from the same answers), so that a failure costs only the
+workunit it belongs to, as it would without batches. An unexpected exception from the
+policy costs only its workunit too, and is never a poison pill (policy_failures.py).
 
 Run: python -m boinc_ext.validator --app r_job --policy rds [stock validator flags]
 """
@@ -41,7 +54,8 @@ from boinc_ext.validator.decision import RESULT_COLUMNS, WorkunitValidation
 from boinc_ext.validator.errors import PolicyConfigError
 from boinc_ext.validator.output_files import OutputLocator
 from boinc_ext.validator.policy import BUILTIN_POLICIES, DEFAULT_POLICY, ValidationPolicy, load_policy
-from boinc_ext.validator.quorum import PreparedResults
+from boinc_ext.validator.policy_failures import PolicyFailures, guarded
+from boinc_ext.validator.quorum import NotPrepared, PreparedResults
 
 SELECT_LIMIT = 1000   # workunits per enumeration query
 BATCH_WORKUNITS = 100  # workunits per transaction
@@ -95,6 +109,7 @@ class Validator(Daemon):
         self.policy = policy
         self.credit_rules: CreditRules | None = None
         self._app: dict[str, Any] | None = None
+        self.policy_failures = PolicyFailures()
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -190,31 +205,83 @@ class Validator(Daemon):
                              f"order by id limit %s", params + [limit])
         return [row["id"] for row in rows]
 
-    # --- a batch of workunits, one transaction -------------------------------------------------
+    # --- a batch of workunits: prepared with no lock held, then one transaction ---------------
     def validate_batch(self, wu_ids: list[int]) -> int:
-        """Validates the workunits that still need it; returns how many did. A batch that
-        fails is done again one workunit per transaction: the workunits before the failing
-        one are then kept and the failure is raised for that workunit alone."""
+        """Validates the workunits that still need it; returns how many did. A batch whose
+        transaction fails is done again one workunit per transaction: the workunits before
+        the failing one are then kept and the failure is raised for that workunit alone."""
+        now = int(time.time())
+        prepared = self._prepare_batch(wu_ids, now)
+        if not prepared:
+            return 0
         try:
-            return self._validate_together(wu_ids)
+            return self._validate_together(prepared, now)
         except TransientDbError:
             raise  # the daemon backs off and tries the pass again
         except Exception as exc:
-            if len(wu_ids) == 1:
+            if len(prepared) == 1:
                 raise
             self.log.warning("a batch of %d workunits (#%d-#%d) failed (%s: %s); validating them one by one",
-                             len(wu_ids), wu_ids[0], wu_ids[-1], type(exc).__name__, exc)
-        return sum(self._validate_together([wu_id]) for wu_id in wu_ids)
+                             len(prepared), min(prepared), max(prepared), type(exc).__name__, exc)
+        return sum(self._validate_together({wu_id: answers}, now) for wu_id, answers in prepared.items())
 
-    def _validate_together(self, wu_ids: list[int]) -> int:
-        now = int(time.time())
+    # --- step 1: no lock held -------------------------------------------------------------------
+    def _prepare_batch(self, wu_ids: list[int], now: int) -> dict[int, PreparedResults]:
+        """The answers each workunit's decision needs, by workunit id, from rows read with
+        no lock; workunits whose policy failed are left out."""
+        prepared = {}
+        for wu, results in self._read_workunits(wu_ids, lock=False):  # autocommit: one statement
+            if self.should_stop():
+                break
+            answers = self._prepare_workunit(wu, results, now)
+            if answers is not None:
+                prepared[wu["id"]] = answers
+        return prepared
+
+    def _prepare_workunit(self, wu: dict[str, Any], results: list[dict[str, Any]],
+                          now: int) -> PreparedResults | None:
+        """Decides over the unlocked rows, for the preparations and comparisons only (the
+        decision is dropped); None if the policy failed and the workunit waits for the next
+        pass."""
+        wu_log = self.item_log("WU", wu["id"], wu["name"])
+        prepare, same = self._prepare_result, self.policy.same
+        if self.policy_failures.is_last_attempt(wu["id"]):
+            prepare = guarded(prepare, wu_log, lambda result: f"result #{result['id']} {result['name']}")
+            same = guarded(same, wu_log, lambda a, b: "a comparison of two results")
+        answers = PreparedResults(prepare, same, lambda handle: self._release(handle, wu_log))
+        try:
+            WorkunitValidation(wu, results, answers, self.credit_rules, now).decide()
+        except Exception:
+            failures = self.policy_failures.failed(wu["id"])
+            wu_log.exception("%s (attempt %d of %d); %s", events.POLICY_FAILED, failures,
+                             self.policy_failures.attempts, events.RETRIED_NEXT_PASS)
+            return None
+        finally:
+            answers.release()
+        self.policy_failures.forget(wu["id"])
+        return answers.settle()
+
+    def _prepare_result(self, result: dict[str, Any]) -> Any:
+        return self.policy.prepare(self.locator.files_to_validate(result["xml_doc_in"], result["name"]))
+
+    def _release(self, handle: Any, wu_log: logging.LoggerAdapter) -> None:
+        """policy.release; its failure is logged, never raised (the decision stands)."""
+        try:
+            self.policy.release(handle)
+        except Exception:
+            wu_log.exception("%s in release()", events.POLICY_FAILED)
+
+    # --- step 2: one transaction ----------------------------------------------------------------
+    def _validate_together(self, prepared: dict[int, PreparedResults], now: int) -> int:
         validations: list[WorkunitValidation] = []
         notes: dict[int, list[str]] = {}
         rolled_back = False
         try:
             with self.db.transaction():
-                for wu, results in self._lock_workunits(wu_ids):
-                    validations.append(self._decide(wu, results, now))
+                for wu, results in self._read_workunits(sorted(prepared), lock=True):
+                    validation = self._decide(wu, results, prepared[wu["id"]], now)
+                    if validation is not None:
+                        validations.append(validation)
                 if validations:
                     notes = self._write(validations)
                 if self.dry_run:
@@ -225,15 +292,16 @@ class Validator(Daemon):
             self._log(validation, notes.get(validation.wu["id"], []), rolled_back)
         return len(validations)
 
-    def _lock_workunits(self, wu_ids: list[int]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    def _read_workunits(self, wu_ids: list[int], lock: bool) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         """The workunits that still need validation, each with its results, in id order;
-        all rows locked (each workunit, then its results)."""
+        with `lock`, all rows locked (each workunit, then its results)."""
         wu_columns = _WU_COLUMNS + (("xml_doc",) if self.credit_rules.mode is CreditMode.FROM_WU else ())
         columns = ", ".join([f"wu.{c} as wu_{c}" for c in wu_columns] + [f"res.{c}" for c in _RESULT_COLUMNS])
         marks = ", ".join(["%s"] * len(wu_ids))
         # No ORDER BY: on this join it costs a temporary table and a filesort; sorted below.
         rows = self.db.query(f"select {columns} from workunit wu left join result res on res.workunitid = wu.id "
-                             f"where wu.id in ({marks}) and wu.need_validate > 0 for update", wu_ids)
+                             f"where wu.id in ({marks}) and wu.need_validate > 0{' for update' if lock else ''}",
+                             wu_ids)
         workunits: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         for row in rows:
             wu_id = row["wu_id"]
@@ -245,15 +313,16 @@ class Validator(Daemon):
             results.sort(key=lambda result: result["id"])
         return [workunits[wu_id] for wu_id in sorted(workunits)]
 
-    def _decide(self, wu: dict[str, Any], results: list[dict[str, Any]], now: int) -> WorkunitValidation:
-        prepared = PreparedResults(self._prepare_result, self.policy.same, self.policy.release)
+    def _decide(self, wu: dict[str, Any], results: list[dict[str, Any]], answers: PreparedResults,
+                now: int) -> WorkunitValidation | None:
+        """The decision over the locked rows, from the answers of step 1; None if it needs
+        more (the rows changed): the workunit keeps need_validate for the next pass."""
         try:
-            return WorkunitValidation(wu, results, prepared, self.credit_rules, now).decide()
-        finally:
-            prepared.release()
-
-    def _prepare_result(self, result: dict[str, Any]) -> Any:
-        return self.policy.prepare(self.locator.files_to_validate(result["xml_doc_in"], result["name"]))
+            return WorkunitValidation(wu, results, answers.settle(), self.credit_rules, now).decide()
+        except NotPrepared as exc:
+            self.item_log("WU", wu["id"], wu["name"]).info("%s (%s); %s", events.RESULTS_CHANGED, exc,
+                                                           events.RETRIED_NEXT_PASS)
+            return None
 
     def _write(self, validations: list[WorkunitValidation]) -> dict[int, list[str]]:
         """Every change of the batch, one UPDATE per table (after the bookkeeping's locking

@@ -1,5 +1,6 @@
 """Finding the canonical result, and checking late results against it (stock check_set and
-check_pair), over results whose outputs are prepared once per workunit.
+check_pair), over results whose outputs are prepared once per workunit (and, once settled,
+decided again from the recorded answers without the outputs).
 
 Nothing here touches the database: the caller turns the outcome into row updates.
 """
@@ -15,11 +16,23 @@ from boinc_ext.validator.errors import PermanentValidationError, TransientValida
 Row = Mapping[str, Any]
 
 
+class NotPrepared(Exception):
+    """A settled PreparedResults was asked for outputs or a comparison it does not hold:
+    the rows changed since the outputs were prepared."""
+
+
 class PreparedResults:
     """Each result's outputs prepared at most once; comparisons cached (same() is symmetric).
 
     Failures are recorded rather than raised: `permanent[id]` / `transient[id]` hold the
-    error of a result that could not be prepared."""
+    error of a result loaded in the current decision that could not be prepared, `notes`
+    the comparisons that failed.
+
+    Used in two steps: a decision over unlocked rows prepares and compares what it needs;
+    `settle()` then frees the prepared outputs and keeps only the outcomes (which results
+    loaded, every comparison's answer), so that the decision can be taken again over the
+    locked rows without touching an output file. A settled instance raises NotPrepared
+    when that decision needs anything more."""
 
     def __init__(self, prepare: Callable[[Row], Any], same: Callable[[Any, Any], bool],
                  release: Callable[[Any], None] = lambda handle: None):
@@ -27,7 +40,10 @@ class PreparedResults:
         self._same = same
         self._release = release
         self._handles: dict[int, Any] = {}
-        self._answers: dict[frozenset, bool | None] = {}
+        self._loaded: set[int] = set()
+        self._errors: dict[int, ValidationError] = {}
+        self._answers: dict[frozenset, tuple[bool | None, str]] = {}
+        self._settled = False
         self.permanent: dict[int, ValidationError] = {}
         self.transient: dict[int, ValidationError] = {}
         self.notes: list[str] = []
@@ -35,39 +51,56 @@ class PreparedResults:
     def load(self, result: Row) -> bool:
         """True if the result's outputs are ready to compare."""
         result_id = result["id"]
-        if result_id in self._handles:
+        if result_id not in self._loaded and result_id not in self._errors:
+            self._prepare_one(result)
+        error = self._errors.get(result_id)
+        if error is None:
             return True
-        if result_id in self.permanent or result_id in self.transient:
-            return False
+        (self.transient if isinstance(error, TransientValidationError) else self.permanent)[result_id] = error
+        return False
+
+    def _prepare_one(self, result: Row) -> None:
+        if self._settled:
+            raise NotPrepared(f"result #{result['id']} {result['name']} was not prepared")
         try:
-            self._handles[result_id] = self._prepare(result)
-        except TransientValidationError as exc:
-            self.transient[result_id] = exc
-            return False
-        except PermanentValidationError as exc:
-            self.permanent[result_id] = exc
-            return False
-        return True
+            self._handles[result["id"]] = self._prepare(result)
+            self._loaded.add(result["id"])
+        except (TransientValidationError, PermanentValidationError) as exc:
+            self._errors[result["id"]] = exc
 
     def same(self, a: int, b: int) -> bool | None:
         """Whether two loaded results agree; None if the comparison failed transiently.
         A permanent failure to compare counts as disagreement."""
         key = frozenset((a, b))
         if key not in self._answers:
-            try:
-                self._answers[key] = bool(self._same(self._handles[a], self._handles[b]))
-            except TransientValidationError as exc:
-                self.notes.append(f"comparing results #{a} and #{b} failed transiently: {exc}")
-                return None
-            except PermanentValidationError as exc:
-                self.notes.append(f"comparing results #{a} and #{b} failed: {exc}")
-                self._answers[key] = False
-        return self._answers[key]
+            self._answers[key] = self._compare(a, b)
+        answer, note = self._answers[key]
+        if note and note not in self.notes:
+            self.notes.append(note)
+        return answer
+
+    def _compare(self, a: int, b: int) -> tuple[bool | None, str]:
+        if self._settled:
+            raise NotPrepared(f"results #{a} and #{b} were not compared")
+        try:
+            return bool(self._same(self._handles[a], self._handles[b])), ""
+        except TransientValidationError as exc:
+            return None, f"comparing results #{a} and #{b} failed transiently: {exc}"
+        except PermanentValidationError as exc:
+            return False, f"comparing results #{a} and #{b} failed: {exc}"
 
     def release(self) -> None:
         for handle in self._handles.values():
             self._release(handle)
         self._handles.clear()
+
+    def settle(self) -> PreparedResults:
+        """Frees the prepared outputs; from now on only what was prepared is answered.
+        Starts a new decision: the per-decision records are emptied."""
+        self.release()
+        self._settled = True
+        self.permanent, self.transient, self.notes = {}, {}, []
+        return self
 
 
 @dataclass

@@ -1,19 +1,16 @@
 """The validator's batches (many workunits per transaction): the same outcome as validating
-them one by one when they credit the same hosts, users and team; a failing workunit costs
-only itself; and a daemon SIGKILLed at any moment leaves whole batches, never half of one."""
+them one by one when they credit the same hosts, users and team; and a daemon SIGKILLed at any moment leaves whole batches, never half of one."""
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from daemon_fixture import kill_after_progress
 from validator_fixture import RUNTIME_CREDIT, Lab
 
-from boinc_ext.daemons.base import EXIT_FAILED, EXIT_OK
+from boinc_ext.daemons.base import EXIT_OK
 from boinc_ext.boinc.states import VALIDATE_STATE_INIT, VALIDATE_STATE_VALID
 from boinc_ext.validator import daemon as daemon_module
-from boinc_ext.validator.bitwise import BitwisePolicy
 from boinc_ext.validator.daemon import Validator
 
 GOOD = {"result.rds": b"answer 42\n", "stdout.txt": b"took 3.1 s\n"}
@@ -64,9 +61,9 @@ def test_a_batch_crediting_the_same_hosts_equals_one_by_one(lab, monkeypatch):
     sizes = []
     original = Validator._validate_together
 
-    def recording(self, wu_ids):
-        sizes.append(len(wu_ids))
-        return original(self, wu_ids)
+    def recording(self, prepared, now):
+        sizes.append(len(prepared))
+        return original(self, prepared, now)
 
     monkeypatch.setattr(Validator, "_validate_together", recording)
     monkeypatch.setattr(daemon_module, "time", SimpleNamespace(time=lambda: now + 1.5))
@@ -96,32 +93,6 @@ def test_a_batch_crediting_the_same_hosts_equals_one_by_one(lab, monkeypatch):
     for b, s in zip(b_hosts, s_hosts):
         assert {k: lab.hav(b)[k] for k in ("consecutive_valid", "max_jobs_per_day")} == \
                {k: lab.hav(s)[k] for k in ("consecutive_valid", "max_jobs_per_day")}
-
-
-class ExplodingPolicy(BitwisePolicy):
-    """Bitwise, but a bug (not a validation error) on one output: the daemon must fail there."""
-
-    def prepare(self, files):
-        if any(f.present and Path(f.path).read_bytes() == b"explode\n" for f in files):
-            raise RuntimeError("policy bug")
-        return super().prepare(files)
-
-
-def test_a_failing_workunit_costs_only_itself(lab):
-    _, _, hosts = volunteers(lab)
-    ids = []
-    for i in range(5):
-        ids.append(lab.workunit(f"f{i}"))
-        content = {"result.rds": b"explode\n"} if i == 2 else GOOD
-        lab.report(f"f{i}_0", hosts[0], content)
-        lab.report(f"f{i}_1", hosts[1], content)
-    assert lab.run(policy=ExplodingPolicy()) == EXIT_FAILED
-    # as without batches: those before it are validated, it and those after it wait
-    assert [lab.wu(i)["need_validate"] for i in ids] == [0, 0, 1, 1, 1]
-    assert lab.row("host", hosts[0])["total_credit"] == pytest.approx(2 * RUNTIME_CREDIT)
-    assert lab.run() == EXIT_OK  # the bitwise policy has no such bug
-    assert [lab.wu(i)["need_validate"] for i in ids] == [0] * 5
-    assert lab.row("host", hosts[0])["total_credit"] == pytest.approx(5 * RUNTIME_CREDIT)
 
 
 def test_one_pass_n_wu_and_dry_run_across_batches(lab, monkeypatch):

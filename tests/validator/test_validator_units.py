@@ -129,3 +129,45 @@ def test_bitwise_validator_never_imports_r():
     code = ("import sys; import boinc_ext.validator.daemon; from boinc_ext.validator.policy import load_policy; "
             "load_policy('bitwise'); sys.exit('rpy2' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60, check=False).returncode == 0
+
+
+def test_settled_prepared_results_answer_without_outputs():
+    from boinc_ext.validator.quorum import NotPrepared, PreparedResults, check_set
+    prepared_ids, released = [], []
+
+    def prepare(result):
+        prepared_ids.append(result["id"])
+        if result["id"] == 3:
+            raise PermanentValidationError("no output")
+        return result["value"]
+
+    results = [{"id": 1, "name": "r1", "value": 5}, {"id": 2, "name": "r2", "value": 5},
+               {"id": 3, "name": "r3", "value": 5}]
+    prepared = PreparedResults(prepare, lambda a, b: a == b, released.append)
+    assert check_set(results, 2, prepared).canonical_id == 1
+    prepared.settle()
+    assert released == [5, 5] and prepared.permanent == {}  # a new decision starts
+    again = check_set(results, 2, prepared)  # from the answers alone
+    assert (again.canonical_id, again.valid, list(prepared.permanent)) == (1, [1, 2], [3])
+    assert prepared_ids == [1, 2, 3]
+    with pytest.raises(NotPrepared):
+        check_set(results + [{"id": 4, "name": "r4", "value": 5}], 2, prepared)
+
+
+def test_guarded_policy_call_turns_a_bug_into_a_permanent_error(caplog):
+    import logging
+
+    from boinc_ext.validator.policy_failures import PolicyFailures, guarded
+
+    def buggy(result):
+        raise ZeroDivisionError("bug")
+
+    log = logging.LoggerAdapter(logging.getLogger("test.guard"), {})
+    with pytest.raises(PermanentValidationError, match="ZeroDivisionError: bug"):
+        guarded(buggy, log, lambda r: f"result {r}")("r1")
+    assert "on result r1 (last attempt)" in caplog.text and "Traceback" in caplog.text
+    failures = PolicyFailures(attempts=2)
+    assert not failures.is_last_attempt(7)
+    assert failures.failed(7) == 1 and failures.is_last_attempt(7)
+    failures.forget(7)
+    assert not failures.is_last_attempt(7)

@@ -19,13 +19,13 @@ from boinc_ext.daemons.base import (EVENT_ABORTED, EVENT_DB_BACKOFF, EVENT_DB_RE
                               EVENT_STARTED, EVENT_STOPPED, EVENT_STOPPING, EXIT_USAGE, DaemonOptions,
                               DaemonUsageError, main_for, parse_daemon_args)
 from boinc_ext.boinc.db import Database, DbSettings
-from daemon_fixture import PROCESSING, TABLE_DDL, ItemDaemon, create_items
+from daemon_fixture import PROCESSING, TABLE_DDL, ItemDaemon, ItemOptions, create_items
 
 FIXTURE = Path(__file__).parent.parent / "daemon_fixture.py"
 
 
 def options(*argv: str) -> DaemonOptions:
-    return DaemonOptions.parse(list(argv), ItemDaemon.name, add_arguments=ItemDaemon.add_arguments)
+    return ItemOptions.parse(list(argv), ItemDaemon.name)
 
 
 def spawn(project, log_path: Path, *argv: str) -> subprocess.Popen:
@@ -67,11 +67,10 @@ def test_one_pass_flag_in_both_forms(flag):
 
 
 def test_debug_level_mod_app_and_sleep_interval():
-    ns = parse_daemon_args(["-d", "3", "-mod", "3", "1", "--app", "r_job", "-sleep_interval", "2.5"], "x")
-    opts = DaemonOptions.from_namespace(ns)
+    opts = parse_daemon_args(["-d", "3", "-mod", "3", "1", "--app", "r_job", "-sleep_interval", "2.5"], "x")
     assert (opts.debug_level, opts.mod, opts.app, opts.sleep_interval) == (3, (3, 1), "r_job", 2.5)
     assert DaemonOptions.parse(["--debug_level", "4"]).debug_level == 4
-    assert DaemonOptions.parse([], default_sleep_interval=7).sleep_interval == 7
+    assert DaemonOptions.parse([]).sleep_interval == 5
     # mod_clause and item_log need no project: the daemon is never run here.
     daemon = ItemDaemon(None, opts)
     assert daemon.mod_clause() == " and mod(id, 3) = 1"
@@ -96,7 +95,7 @@ def test_bad_flags_are_rejected_naming_the_flag(argv, expected):
 
 
 def test_subclass_flags_and_usage_exit_code(capsys):
-    assert options("-delay", "0.25").extra["delay"] == 0.25
+    assert options("-delay", "0.25").delay == 0.25
     assert main_for(ItemDaemon, ["--no_such_flag"]) == EXIT_USAGE
     assert "--no_such_flag" in capsys.readouterr().err
 

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from boinc_ext.assimilator.daemon import EVENT_ASSIMILATED, EVENT_DEFERRED, EVENT_NO_CANONICAL, Assimilator
+from boinc_ext.assimilator.daemon import (EVENT_ASSIMILATED, EVENT_DEFERRED, EVENT_NO_CANONICAL, Assimilator,
+                                           AssimilatorOptions)
 from boinc_ext.assimilator.failure_report import task_stderr
 from boinc_ext.apps.r_job import EVENT_JOB_DONE, EVENT_NO_JOB
 from boinc_ext.apps.r_job import assimilate as assimilate_r_job
@@ -49,7 +50,7 @@ def test_valid_workunit_stores_the_canonical_result(project, project_db, tmp_pat
     report_success(project, project_db, second, b"rds of the second", b"out 2")
     validate(project_db, wu_id, second["id"])
     before = int(time.time())
-    with caplog.at_level(logging.INFO, "boinc_ext.daemons.base"):
+    with caplog.at_level(logging.INFO, "boinc_ext.daemon"):
         assert run_once(Assimilator, project) == EXIT_OK
 
     assert stored(project, job_id) == {"result.rds": b"rds of the second", "stdout.txt": b"out 2"}
@@ -95,7 +96,7 @@ def test_errored_workunit_fails_the_job_with_rs_error(project, project_db, tmp_p
 def test_no_canonical_result_sets_error_bit_32(project, project_db, tmp_path, caplog):
     job_id, wu_id = running_job(project, project_db, tmp_path / "in")
     project_db.execute("update workunit set assimilate_state = %s where id = %s", (ASSIMILATE_READY, wu_id))
-    with caplog.at_level(logging.INFO, "boinc_ext.daemons.base"):
+    with caplog.at_level(logging.INFO, "boinc_ext.daemon"):
         assert run_once(Assimilator, project) == EXIT_OK
     assert wu_row(project_db, wu_id)["error_mask"] == WU_ERROR_NO_CANONICAL_RESULT
     job = store.load_job(project_db, job_id)
@@ -110,6 +111,7 @@ def test_killed_after_copying_then_rerun_stores_once(project, project_db, tmp_pa
         assimilate_r_job(context)
         raise Killed
     assimilator = Assimilator(project, DaemonOptions(one_pass=True), handlers={"r_job": copy_then_die})
+    assimilator.setup()
     with pytest.raises(Killed):
         assimilator.do_pass()
     assimilator.db.close()
@@ -140,7 +142,7 @@ def test_job_not_yet_linked_is_found_by_workunit_name(project, project_db, tmp_p
 def test_unavailable_upload_directory_defers(project, project_db, tmp_path, caplog):
     job_id, wu_id = valid_job(project, project_db, tmp_path / "in", rds=b"late")
     project.upload_dir.rename(tmp_path / "unmounted")
-    with caplog.at_level(logging.INFO, "boinc_ext.daemons.base"):
+    with caplog.at_level(logging.INFO, "boinc_ext.daemon"):
         assert run_once(Assimilator, project) == EXIT_OK
     wu = wu_row(project_db, wu_id)
     assert wu["assimilate_state"] == ASSIMILATE_INIT and wu["transition_time"] <= int(time.time())
@@ -177,7 +179,7 @@ def test_missing_stdout_is_tolerated(project, project_db, tmp_path):
 
 def test_dont_update_db_changes_no_rows(project, project_db, tmp_path):
     job_id, wu_id = valid_job(project, project_db, tmp_path / "in", rds=b"dry")
-    assert run_once(Assimilator, project, dont_update_db=True) == EXIT_OK
+    assert Assimilator(project, AssimilatorOptions.parse(["--one_pass", "-dont_update_db"])).run() == EXIT_OK
     assert wu_row(project_db, wu_id)["assimilate_state"] == ASSIMILATE_READY
     assert store.load_job(project_db, job_id).state == "running"
     assert stored(project, job_id)["result.rds"] == b"dry"
@@ -195,7 +197,7 @@ def test_workunit_without_a_job_is_assimilated(project, project_db, tmp_path, ca
     (result,) = results_of(project_db, wu_id)
     report_success(project, project_db, result, b"x")
     validate(project_db, wu_id, result["id"])
-    with caplog.at_level(logging.INFO, "boinc_ext.daemons.base"):
+    with caplog.at_level(logging.INFO, "boinc_ext.daemon"):
         assert run_once(Assimilator, project) == EXIT_OK
     assert wu_row(project_db, wu_id)["assimilate_state"] == ASSIMILATE_DONE
     assert any(EVENT_NO_JOB in r.getMessage() and "by_hand" in r.getMessage() for r in caplog.records)

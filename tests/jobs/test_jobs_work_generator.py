@@ -31,7 +31,7 @@ def test_workunit_carries_the_job(project, project_db, tmp_path, caplog):
     script, data = write_inputs(tmp_path / "in", data={"data.csv": "a,b\n1,2\n", "w.txt": "w"})
     job_id = submit_job(project, project_db, script, data, replication=2, deadline=7200, seed=1234)
     files = store.job_files(project_db, job_id)
-    with caplog.at_level(logging.INFO, "boinc_ext.daemons.base"):
+    with caplog.at_level(logging.INFO, "boinc_ext.daemon"):
         assert run_once(WorkGenerator, project) == 0
 
     job = store.load_job(project_db, job_id)
@@ -105,13 +105,15 @@ def test_killed_after_creating_the_workunit_links_it_next_time(project, project_
     def die(*args, **kwargs):
         raise Killed
     monkeypatch.setattr(store, "mark_running", die)
+    generator = WorkGenerator(project, DaemonOptions(one_pass=True))
+    generator.setup()
     with pytest.raises(Killed):
-        WorkGenerator(project, DaemonOptions(one_pass=True)).do_pass()
+        generator.do_pass()
     assert wu_of(project_db, f"rjob_{job_id}") is not None
     assert store.load_job(project_db, job_id).state == "submitted"
 
     monkeypatch.undo()
-    with caplog.at_level(logging.INFO, "boinc_ext.daemons.base"):
+    with caplog.at_level(logging.INFO, "boinc_ext.daemon"):
         assert run_once(WorkGenerator, project) == 0
     job = store.load_job(project_db, job_id)
     assert project_db.scalar("select count(*) from workunit") == 1

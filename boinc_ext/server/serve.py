@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from waitress import create_server
 
 from boinc_ext.boinc.config import ConfigError, ProjectConfig, find_project_dir
-from boinc_ext.daemons.base import (EVENT_ABORTED, EVENT_STARTED, EVENT_STOPPED, EXIT_OK, DaemonAborted, StopControl,
+from boinc_ext.daemons.base import (EVENT_ABORTED, EVENT_FAILED, EVENT_STARTED, EVENT_STOPPED, EXIT_OK, DaemonAborted, StopControl,
                                     configure_logging, positive_int)
 from boinc_ext.server.app import create_app
 from boinc_ext.server.scheduler.handler import WORK_HOLD_EXTENSION
@@ -103,11 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("ext_server", args.debug_level)
     try:
         config = ProjectConfig.load(find_project_dir(args.project_dir))
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return 1
-    try:
         return serve(config, threads=args.threads, port=args.port)
+    except ConfigError as exc:  # config.xml, or an option the app reads at start
+        log.error("%s: %s", EVENT_FAILED, exc)
+        return 1
     except DaemonAborted as exc:  # a second signal while closing down
         return 128 + exc.signum
 

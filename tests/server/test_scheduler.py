@@ -331,7 +331,7 @@ def test_request_before_its_work_exists_is_held_and_gets_it(project, project_db,
         run_transitioner(project)
 
     maker = threading.Thread(target=work_generator_then_transitioner)
-    caplog.set_level("INFO", logger="boinc_ext.server.scheduler.handler")
+    caplog.set_level("INFO", logger="boinc_ext.server.scheduler")
     maker.start()
     reply, elapsed = timed_rpc(sched, url, scheduler_request(auth))
     maker.join()
@@ -348,7 +348,7 @@ def test_no_hold_when_nothing_is_on_the_way(project_db, sched, url, make_work, c
     submit_job(project_db, submitted_at=stale)
     make_work(1, replicas=1, results=False)
     project_db.execute("update workunit set transition_time = %s", (stale,))
-    caplog.set_level("INFO", logger="boinc_ext.server.scheduler.handler")
+    caplog.set_level("INFO", logger="boinc_ext.server.scheduler")
     reply, elapsed = timed_rpc(sched, url, scheduler_request(make_user(project_db, "other@example.org")))
     assert not reply.findall("result") and elapsed < 1.0
     assert not any(EVENT_WORK_HOLD in r.getMessage() for r in caplog.records)

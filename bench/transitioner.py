@@ -20,7 +20,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from unittest import mock
 
 import MySQLdb.connections
@@ -107,7 +106,7 @@ def _timed_calls(stack: contextlib.ExitStack, stopwatch: _Stopwatch, target, nam
 def run_transitioner(config: ProjectConfig, n: int, batch: int | None = None) -> TransitionerRun:
     """One timed pass over `n` due workunits, with signing and database time accounted."""
     signing, database = _Stopwatch(), _Stopwatch()
-    transitioner = Transitioner(config, DaemonOptions(one_pass=True, extra=MappingProxyType({})))
+    transitioner = Transitioner(config, DaemonOptions(one_pass=True))
     if batch:
         transitioner.batch_size = batch
     with Database.for_project(config) as counters_db:

@@ -28,19 +28,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import MappingProxyType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _setup import bench_project
 
 from boinc_ext.boinc.schema import blank_row
-from boinc_ext.daemons.base import DaemonOptions, configure_logging
+from boinc_ext.daemons.base import configure_logging
 from boinc_ext.boinc.db import Database
 from boinc_ext.boinc.hierarchy import hier_path
 from boinc_ext.transitioner.results import create_result_rows
 from boinc_ext.boinc.states import OUTCOME_SUCCESS, SERVER_STATE_OVER, VALIDATE_STATE_VALID
-from boinc_ext.validator.daemon import BATCH_WORKUNITS, Validator
+from boinc_ext.validator.daemon import BATCH_WORKUNITS, Validator, ValidatorOptions
 from boinc_ext.validator.output_files import parse_file_refs
 from boinc_ext.boinc.table_updates import RowChanges, update_rows
 from boinc_ext.boinc.work import WorkCreator, WorkunitRequest
@@ -109,7 +108,7 @@ def run_validator(config, log_path: Path, profile: bool, policy: str = "bitwise"
 
 def _timed_run(config, log, profile: bool, policy: str, log_path: Path) -> float:
     configure_logging("ext_validator", 2, log)
-    options = DaemonOptions(one_pass=True, app="r_job", extra=MappingProxyType({"policy": policy}))
+    options = ValidatorOptions(one_pass=True, app="r_job", policy=policy)
     validator = Validator(config, options)
     profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()

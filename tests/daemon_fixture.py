@@ -12,7 +12,9 @@ import subprocess
 import sys
 import time
 
-from boinc_ext.daemons.base import Daemon, main_for
+from dataclasses import dataclass
+
+from boinc_ext.daemons.base import Daemon, DaemonOptions, flag, main_for, option
 
 TABLE_DDL = """create table test_item (
     id integer not null auto_increment primary key,
@@ -43,13 +45,14 @@ def create_items(db, count: int) -> None:
         db.executemany("insert into test_item (done) values (%s)", [(0,)] * count)
 
 
+@dataclass(frozen=True)
+class ItemOptions(DaemonOptions):
+    delay: float = option(0.0, flag(type=float, metavar="S", help="seconds to hold each item"))
+
+
 class ItemDaemon(Daemon):
     name = "test_items"
-    default_sleep_interval = 5.0
-
-    @classmethod
-    def add_arguments(cls, parser) -> None:
-        parser.add_argument("--delay", type=float, default=0.0, help="seconds to hold each item")
+    options_class = ItemOptions
 
     def do_pass(self) -> bool:
         with self.db.transaction():
@@ -68,7 +71,7 @@ class ItemDaemon(Daemon):
                                    (item_id,)):
                 return
             self.item_log("ITEM", item_id, f"item{item_id}").info(PROCESSING)
-            time.sleep(self.options.extra["delay"])
+            time.sleep(self.options.delay)
             self.db.execute("update test_item set done = 1, handled_by = %s where id = %s",
                             (remainder, item_id))
 

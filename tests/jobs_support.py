@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import MappingProxyType
 
-from boinc_ext.daemons.base import DaemonOptions
 from boinc_ext.jobs.submit import submit_job
 from boinc_ext.jobs.work_generator import WorkGenerator
 from boinc_ext.boinc.result_files import output_paths
@@ -39,8 +37,7 @@ def write_inputs(directory: Path, script: str = "x <- read.csv('data.csv')\nsum(
 
 
 def run_once(daemon_class, config, **extra) -> int:
-    options = DaemonOptions(one_pass=True, extra=MappingProxyType(extra))
-    return daemon_class(config, options).run()
+    return daemon_class(config, daemon_class.options_class(one_pass=True, **extra)).run()
 
 
 def make_due(db, wu_id: int) -> None:

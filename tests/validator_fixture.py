@@ -11,13 +11,11 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, ClassVar
 
 from job_templates import IN_TEMPLATE
 
 from boinc_ext.boinc.schema import blank_row
-from boinc_ext.daemons.base import DaemonOptions
 from boinc_ext.boinc.hierarchy import hier_path
 from boinc_ext.transitioner.results import create_result_rows
 from boinc_ext.boinc.states import (
@@ -26,7 +24,7 @@ from boinc_ext.boinc.states import (
     SERVER_STATE_OVER,
 )
 from boinc_ext.validator.bitwise import BitwisePolicy
-from boinc_ext.validator.daemon import Validator
+from boinc_ext.validator.daemon import Validator, ValidatorOptions
 from boinc_ext.validator.output_files import parse_file_refs
 from boinc_ext.boinc.work import WorkCreator, WorkunitRequest
 
@@ -193,7 +191,7 @@ class Lab:
         if policy_spec:
             extra["policy"] = policy_spec
         extra.setdefault("max_granted_credit", 200 * 1000 * 365.0)
-        options = DaemonOptions(one_pass=True, app=APP, extra=MappingProxyType(extra))
+        options = ValidatorOptions(one_pass=True, app=APP, **extra)
         return Validator(self.config, options, database, policy=policy)
 
     def run(self, policy=None, database=None, **extra) -> int:

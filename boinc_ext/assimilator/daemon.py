@@ -13,12 +13,12 @@ workunit's transaction rolled back.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from boinc_ext.daemons.base import Daemon, DaemonConfigError
+from boinc_ext.daemons.base import (Daemon, DaemonConfigError, DaemonOptions, dry_run_option, one_pass_n_wu_option,
+                                    sleep_interval_option)
 from boinc_ext.boinc.states import ASSIMILATE_DONE, ASSIMILATE_INIT, ASSIMILATE_READY, WU_ERROR_NO_CANONICAL_RESULT
 from boinc_ext.assimilator.context import AssimilationContext, AssimilationDeferred, Handler
 from boinc_ext.assimilator.registry import HANDLERS
@@ -35,14 +35,16 @@ _WU_COLUMNS = ("id, name, appid, error_mask, canonical_resultid, assimilate_stat
                "min_quorum, target_nresults, result_template_file")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number of at least 1")
-    return value
+@dataclass(frozen=True)
+class AssimilatorOptions(DaemonOptions):
+    sleep_interval: float = sleep_interval_option(10.0)
+    one_pass_N_WU: int | None = one_pass_n_wu_option("handle")
+    dry_run: bool = dry_run_option("--dont_update_db", "--dry_run",
+                                   help="run the handlers but change nothing in the database (testing)")
+
+    @property
+    def runs_once(self) -> bool:
+        return self.one_pass or bool(self.one_pass_N_WU)
 
 
 class _DryRun(Exception):
@@ -51,30 +53,24 @@ class _DryRun(Exception):
 
 class Assimilator(Daemon):
     name = "ext_assimilator"
-    default_sleep_interval = 10.0
+    options_class = AssimilatorOptions
 
     def __init__(self, *args, handlers: dict[str, Handler] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.handlers = dict(HANDLERS if handlers is None else handlers)
-        self.max_wus: int | None = self.options.extra.get("one_pass_N_WU")
-        if self.max_wus:
-            self.options = dataclasses.replace(self.options, one_pass=True)
-        self.update_db = not self.options.extra.get("dont_update_db", False)
-        self._apps: dict[int, str] | None = None
+        self.max_wus: int | None = self.options.one_pass_N_WU
+        self.update_db = not self.options.dry_run
+        self.apps: dict[int, str] = {}
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--one_pass_N_WU", type=_positive_int, metavar="N",
-                            help="handle at most N workunits, then exit")
-        parser.add_argument("--dont_update_db", action="store_true",
-                            help="run the handlers but change nothing in the database (testing)")
+    def setup(self) -> None:
+        super().setup()
+        self.apps = self._handled_apps()
 
     def do_pass(self) -> bool:
-        apps = self._handled_apps()
         with self.db.transaction():
             rows = self.db.query(
                 f"select id from workunit where assimilate_state = %s "
-                f"and appid in ({', '.join(str(int(i)) for i in apps)}){self.mod_clause()} "
+                f"and appid in ({', '.join(str(int(i)) for i in self.apps)}){self.mod_clause()} "
                 f"order by id limit %s", (ASSIMILATE_READY, self.max_wus or WUS_PER_PASS))
         did_work = False
         for row in rows:
@@ -85,7 +81,6 @@ class Assimilator(Daemon):
 
     def assimilate(self, wu_id: int) -> bool:
         """One workunit in one transaction; True if its state changed."""
-        apps = self._handled_apps()  # before the transaction: it runs its own
         now = int(time.time())
         try:
             with self.db.transaction():
@@ -94,7 +89,7 @@ class Assimilator(Daemon):
                 if wu is None:
                     return False
                 log = self.item_log("WU", wu_id, wu["name"])
-                new_state = self._handle(wu, apps[wu["appid"]], now, log)
+                new_state = self._handle(wu, self.apps[wu["appid"]], now, log)
                 self.db.execute("update workunit set assimilate_state = %s, transition_time = %s where id = %s",
                                 (new_state, now, wu_id))
                 if not self.update_db:
@@ -127,18 +122,14 @@ class Assimilator(Daemon):
 
     def _handled_apps(self) -> dict[int, str]:
         """{app id: app name} of the apps this daemon assimilates."""
-        if self._apps is None:
-            names = [self.options.app] if self.options.app else sorted(self.handlers)
-            for name in names:
-                if name not in self.handlers:
-                    raise DaemonConfigError(f"--app {name}: no assimilation handler for it "
-                                            f"(handlers exist for: {', '.join(sorted(self.handlers))})")
-            placeholders = ", ".join(["%s"] * len(names))
-            with self.db.transaction():
-                rows = self.db.query(f"select id, name from app where name in ({placeholders})", names)
-            if self.options.app and not rows:
-                raise DaemonConfigError(f"--app {self.options.app}: no such app in the database")
-            if not rows:
-                raise DaemonConfigError(f"none of the apps with handlers ({', '.join(names)}) is in the database")
-            self._apps = {row["id"]: row["name"] for row in rows}
-        return self._apps
+        names = [self.options.app] if self.options.app else sorted(self.handlers)
+        for name in names:
+            if name not in self.handlers:
+                raise DaemonConfigError(f"--app {name}: no assimilation handler for it "
+                                        f"(handlers exist for: {', '.join(sorted(self.handlers))})")
+        placeholders = ", ".join(["%s"] * len(names))
+        with self.db.transaction():
+            rows = self.db.query(f"select id, name from app where name in ({placeholders})", names)
+        if not rows:
+            raise DaemonConfigError(f"none of the apps with handlers ({', '.join(names)}) is in the database")
+        return {row["id"]: row["name"] for row in rows}

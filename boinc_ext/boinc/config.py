@@ -147,23 +147,32 @@ class ProjectConfig:
     def stop_daemons_path(self) -> Path:
         return self.project_dir / STOP_DAEMONS_FILE
 
-    def option_int(self, name: str, default: int) -> int:
+    def option_int(self, name: str, default: int, *, minimum: int | None = None,
+                   maximum: int | None = None) -> int:
+        """<name> as a whole number (BOINC also writes them as 1e6), `default` if absent; a
+        value out of [minimum, maximum] is a ConfigError naming the option, never clamped."""
         value = self.options.get(name)
         if not value:
             return default
         try:
-            return int(float(value))
+            number = float(value)
         except ValueError:
             raise ConfigError(f"<{name}> must be a number, not {value!r}") from None
+        if not number.is_integer():
+            raise ConfigError(f"<{name}> must be a whole number, not {value!r}")
+        return _within(name, int(number), minimum, maximum)
 
-    def option_float(self, name: str, default: float) -> float:
+    def option_float(self, name: str, default: float, *, minimum: float | None = None,
+                     maximum: float | None = None) -> float:
+        """<name> as a number, `default` if absent; out of [minimum, maximum] is a ConfigError."""
         value = self.options.get(name)
         if not value:
             return default
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             raise ConfigError(f"<{name}> must be a number, not {value!r}") from None
+        return _within(name, number, minimum, maximum)
 
     def option_flag(self, name: str) -> bool:
         value = self.options.get(name)
@@ -192,6 +201,14 @@ def cgi_url(master_url: str) -> str:
     if urlsplit(master_url).path in ("", "/"):
         return master_url + "cgi-bin/"
     return master_url.rstrip("/") + "_cgi/"
+
+
+def _within(name: str, value, minimum, maximum):
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"<{name}> must be at least {minimum:g}, not {value:g}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"<{name}> must be at most {maximum:g}, not {value:g}")
+    return value
 
 
 def find_project_dir(explicit: str | Path | None = None) -> Path:

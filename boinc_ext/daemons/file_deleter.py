@@ -9,15 +9,15 @@ in ERROR are tried again at start and every hour (unless --dont_retry_errors), a
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from boinc_ext.daemons.base import Daemon, main_for
+from boinc_ext.daemons.base import Daemon, DaemonOptions, flag, main_for, option
 from boinc_ext.boinc.hierarchy import BadFileName, check_file_name, hier_path
-from boinc_ext.boinc.xmlutil import XmlError, flag, parse_fragment
+from boinc_ext.boinc.xmlutil import XmlError, parse_fragment
+from boinc_ext.boinc.xmlutil import flag as xml_flag
 
 FILE_DELETE_READY = 1
 FILE_DELETE_DONE = 2
@@ -61,7 +61,7 @@ def file_names(xml_doc: bytes | str | None, what: str) -> list[str]:
     names = []
     for element in elements:
         for info in element.iter("file_info"):
-            if flag(info, "no_delete"):
+            if xml_flag(info, "no_delete"):
                 continue
             name = (info.findtext("name") or "").strip()
             try:
@@ -82,19 +82,18 @@ def unlink_if_present(path: Path) -> bool:
         raise DeletionFailed(f"cannot delete {path}: {exc.strerror}") from None
 
 
+@dataclass(frozen=True)
+class FileDeleterOptions(DaemonOptions):
+    dont_retry_errors: bool = option(False, flag(help="never retry rows left in file_delete_state ERROR"))
+
+
 class FileDeleter(Daemon):
     name = "ext_file_deleter"
-    default_sleep_interval = 5.0
+    options_class = FileDeleterOptions
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        retry = not self.options.extra.get("dont_retry_errors", False)
-        self._next_error_retry: float | None = 0.0 if retry else None
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--dont_retry_errors", action="store_true",
-                            help="never retry rows left in file_delete_state ERROR")
+        self._next_error_retry: float | None = None if self.options.dont_retry_errors else 0.0
 
     def do_pass(self) -> bool:
         states = [FILE_DELETE_READY]

@@ -31,14 +31,16 @@ EVENT_JOB_REFUSED = "job failed: no workunit can be made for it"
 
 class WorkGenerator(Daemon):
     name = "ext_work_generator"
-    default_sleep_interval = 5.0
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._creators: dict[int, WorkCreator] = {}  # per number of data files
 
-    def do_pass(self) -> bool:
+    def setup(self) -> None:
+        super().setup()
         install_templates(self.config)
+
+    def do_pass(self) -> bool:
         with self.db.transaction():
             job_ids = store.submitted_job_ids(self.db, KIND_R_JOB, JOBS_PER_PASS, self.mod_clause())
         for job_id in job_ids:

@@ -125,7 +125,7 @@ class AccountRpcs:
 
     def project_config(self) -> Response:
         config = self.config
-        min_passwd_length = config.option_int("min_passwd_length", DEFAULT_MIN_PASSWD_LENGTH)
+        min_passwd_length = config.option_int("min_passwd_length", DEFAULT_MIN_PASSWD_LENGTH, minimum=0)
         sched_stopped = int((config.project_dir / STOP_SCHED_FILE).exists())
         platforms = "".join(platform.render() for platform in self.platforms.get())
         body = (

@@ -13,15 +13,15 @@ moment leaves either all of a batch's changes or none of them.
 """
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 import time
 from typing import Any
 
 from boinc_ext.boinc.crypto import PrivateKey, read_private_key
 from boinc_ext.boinc.states import TRANSITION_NONE
 from boinc_ext.boinc.table_updates import RowChanges, update_rows
-from boinc_ext.daemons.base import Daemon, DaemonConfigError, main_for
+from boinc_ext.daemons.base import Daemon, DaemonConfigError, DaemonOptions, flag, main_for, option
 from boinc_ext.transitioner.decision import RESULT_UPDATABLE, TransitionSettings, WorkunitTransition
 from boinc_ext.transitioner.penalties import TimeoutPenalties
 from boinc_ext.transitioner.results import insert_result_rows, new_result_rows, read_result_template
@@ -37,25 +37,31 @@ _RESULT_COLUMNS = ("id, workunitid, name, report_deadline, server_state, outcome
                    "file_delete_state, sent_time, hostid, received_time, app_version_id, exit_status")
 
 
+@dataclass(frozen=True)
+class TransitionerOptions(DaemonOptions):
+    wu_id: int | None = option(None, flag(type=int, metavar="ID", help="transition only this workunit, due or not"))
+
+
 class Transitioner(Daemon):
     name = "ext_transitioner"
-    default_sleep_interval = 5.0
+    options_class = TransitionerOptions
     batch_size = BATCH_WORKUNITS
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.settings = TransitionSettings.from_config(self.config)
-        self.daily_result_quota = self.config.option_int("daily_result_quota", 0)
-        self.wu_id: int | None = self.options.extra.get("wu_id")
+        self.wu_id: int | None = self.options.wu_id
+        self.settings: TransitionSettings | None = None
+        self.daily_result_quota = 0
         self._upload_key: PrivateKey | None = None
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--wu_id", type=int, metavar="ID", help="transition only this workunit, due or not")
+    def setup(self) -> None:
+        super().setup()
+        self.settings = TransitionSettings.from_config(self.config)
+        self.daily_result_quota = self.config.option_int("daily_result_quota", 0, minimum=0)
+        self._upload_key = self._read_upload_key()
 
     # --- the pass ----------------------------------------------------------------------------
     def do_pass(self) -> bool:
-        self._load_upload_key()
         did_work = False
         after_id = 0
         while not self.should_stop():
@@ -150,13 +156,11 @@ class Transitioner(Daemon):
         update_rows(self.db, [RowChanges("workunit", ("id",), [t.wu for t in changed], tuple(columns))])
 
     # --- keys --------------------------------------------------------------------------------
-    def _load_upload_key(self) -> None:
+    def _read_upload_key(self) -> PrivateKey:
         """Stock's transitioner refuses to run without upload_private, even with certificates off."""
-        if self._upload_key is not None:
-            return
         path = self.config.key_dir / UPLOAD_PRIVATE_KEY
         try:
-            self._upload_key = read_private_key(path)
+            return read_private_key(path)
         except (OSError, ValueError) as exc:  # KeyFormatError is a ValueError
             raise DaemonConfigError(f"cannot read the upload key {path}: {exc}") from None
 

@@ -64,7 +64,7 @@ class TransitionSettings:
 
     @classmethod
     def from_config(cls, config: ProjectConfig) -> TransitionSettings:
-        return cls(delete_delay=config.option_float("delete_delay_hours", 0.0) * 3600,
+        return cls(delete_delay=config.option_float("delete_delay_hours", 0.0, minimum=0) * 3600,
                    hr_class_static=config.option_flag("hr_class_static"),
                    reliable_priority_on_over=config.option_int("reliable_priority_on_over", 0),
                    reliable_priority_on_over_except_error=config.option_int(

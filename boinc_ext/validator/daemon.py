@@ -32,13 +32,14 @@ Run: python -m boinc_ext.validator --app r_job --policy rds [stock validator fla
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from boinc_ext.daemons.base import Daemon, DaemonConfigError, main_for
+from boinc_ext.daemons.base import (Daemon, DaemonConfigError, DaemonOptions, dry_run_option, flag, main_for,
+                                    one_pass_n_wu_option, option)
 from boinc_ext.boinc.db import TransientDbError
 from boinc_ext.boinc.table_updates import RowChanges, update_rows
 from boinc_ext.boinc.states import OUTCOME_VALIDATE_ERROR, VALIDATE_STATE_VALID
@@ -81,83 +82,79 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
-    return value
+@dataclass(frozen=True)
+class ValidatorOptions(DaemonOptions):
+    wu_id: int | None = option(None, flag(type=int, metavar="ID", help="validate only this workunit, then exit"))
+    min_wu_id: int | None = option(None, flag(type=int, metavar="ID", help="only workunits with id >= ID"))
+    max_wu_id: int | None = option(None, flag(type=int, metavar="ID", help="only workunits with id <= ID"))
+    one_pass_N_WU: int | None = one_pass_n_wu_option("validate")
+    dry_run: bool = dry_run_option(help="decide and log, but write nothing")
+    update_credited_job: bool = option(False, flag(
+        help="add (userid, workunit opaque) to credited_job for each valid result"))
+    credit_mode: CreditMode = option(
+        CreditMode.RUNTIME,
+        flag("--credit_from_runtime", action="store_const", const=CreditMode.RUNTIME,
+             help="elapsed time x flops estimate (the default)"),
+        flag("--credit_from_wu", action="store_const", const=CreditMode.FROM_WU,
+             help="the workunit's credit (create_work --credit, or <credit> in the input template)"),
+        flag("--no_credit", action="store_const", const=CreditMode.NONE, help="grant no credit"))
+    max_granted_credit: float = option(DEFAULT_MAX_GRANTED_CREDIT, flag(
+        type=float, metavar="X", help=f"at most X credit per result; runtime claims above X are ignored "
+                                               f"(default {DEFAULT_MAX_GRANTED_CREDIT:g})"))
+    policy: str = option(DEFAULT_POLICY, flag(metavar="NAME", help=f"how outputs are compared: "
+                                              f"{', '.join(BUILTIN_POLICIES)}, or package.module:Class "
+                                              f"(default {DEFAULT_POLICY})"))
+    rel_tolerance: str | None = option(None, flag(
+        metavar="X", help="rds policy: relative tolerance for numbers (default sqrt(2^-52) ~ 1.5e-8)"))
+    policy_option: tuple[tuple[str, str], ...] = option((), flag(
+        type=_key_value, action="append", metavar="KEY=VALUE", help="an option of the chosen policy (repeatable)"))
+
+    @property
+    def runs_once(self) -> bool:
+        """As stock: --wu_id, --one_pass_N_WU and --dry_run are debugging runs of one pass."""
+        return self.one_pass or self.wu_id is not None or bool(self.one_pass_N_WU) or self.dry_run
+
+    def policy_settings(self) -> dict[str, str]:
+        settings = dict(self.policy_option)
+        if self.rel_tolerance is not None:
+            settings["rel_tolerance"] = self.rel_tolerance
+        return settings
 
 
 class Validator(Daemon):
     name = "ext_validator"
-    default_sleep_interval = 5.0
+    options_class = ValidatorOptions
     batch_size = BATCH_WORKUNITS
 
     def __init__(self, *args, policy: ValidationPolicy | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        extra = self.options.extra
-        self.wu_id: int | None = extra.get("wu_id")
-        self.one_pass_n_wu: int | None = extra.get("one_pass_N_WU")
-        self.dry_run: bool = bool(extra.get("dry_run"))
-        if self.wu_id is not None or self.one_pass_n_wu or self.dry_run:
-            # As stock: these are debugging runs that end after one pass.
-            self.options = dataclasses.replace(self.options, one_pass=True)
-        self.locator = OutputLocator.for_project(self.config)
-        self.bookkeeping = BookkeepingSettings(
-            daily_result_quota=self.config.option_int("daily_result_quota", 0),
-            update_credited_job=bool(extra.get("update_credited_job")))
+        self.wu_id: int | None = self.options.wu_id
+        self.one_pass_n_wu: int | None = self.options.one_pass_N_WU
+        self.dry_run: bool = self.options.dry_run
         self.policy = policy
+        self.locator: OutputLocator | None = None
+        self.bookkeeping: BookkeepingSettings | None = None
         self.credit_rules: CreditRules | None = None
         self._app: dict[str, Any] | None = None
         self.policy_failures = PolicyFailures()
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--wu_id", type=int, metavar="ID", help="validate only this workunit, then exit")
-        parser.add_argument("--min_wu_id", type=int, metavar="ID", help="only workunits with id >= ID")
-        parser.add_argument("--max_wu_id", type=int, metavar="ID", help="only workunits with id <= ID")
-        parser.add_argument("--one_pass_N_WU", type=_positive_int, metavar="N",
-                            help="validate at most N workunits, then exit")
-        parser.add_argument("--dry_run", action="store_true", help="decide and log, but write nothing")
-        parser.add_argument("--update_credited_job", action="store_true",
-                            help="add (userid, workunit opaque) to credited_job for each valid result")
-        credit = parser.add_mutually_exclusive_group()
-        credit.add_argument("--credit_from_runtime", action="store_const", dest="credit_mode",
-                            const=CreditMode.RUNTIME, help="elapsed time x flops estimate (the default)")
-        credit.add_argument("--credit_from_wu", action="store_const", dest="credit_mode", const=CreditMode.FROM_WU,
-                            help="the workunit's credit (create_work --credit, or <credit> in the input template)")
-        credit.add_argument("--no_credit", action="store_const", dest="credit_mode", const=CreditMode.NONE,
-                            help="grant no credit")
-        parser.add_argument("--max_granted_credit", type=float, default=DEFAULT_MAX_GRANTED_CREDIT, metavar="X",
-                            help=f"at most X credit per result; runtime claims above X are ignored "
-                                 f"(default {DEFAULT_MAX_GRANTED_CREDIT:g})")
-        parser.add_argument("--policy", default=DEFAULT_POLICY, metavar="NAME",
-                            help=f"how outputs are compared: {', '.join(BUILTIN_POLICIES)}, or "
-                                 f"package.module:Class (default {DEFAULT_POLICY})")
-        parser.add_argument("--rel_tolerance", metavar="X",
-                            help="rds policy: relative tolerance for numbers (default sqrt(2^-52) ~ 1.5e-8)")
-        parser.add_argument("--policy_option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                            help="an option of the chosen policy (repeatable)")
-
     # --- setup ---------------------------------------------------------------------------------
-    def _setup(self) -> None:
-        """Checked at the first pass, so that a bad setting ends the daemon with a clear error."""
-        if self.credit_rules is not None:
-            return
-        extra = self.options.extra
+    def setup(self) -> None:
+        """Once, before the first pass: a bad setting ends the daemon with a clear error."""
         if not self.options.app:
             raise DaemonConfigError("--app NAME is required (the app whose results to validate)")
+        super().setup()
+        self.locator = OutputLocator.for_project(self.config)
+        self.bookkeeping = BookkeepingSettings(
+            daily_result_quota=self.config.option_int("daily_result_quota", 0, minimum=0),
+            update_credited_job=self.options.update_credited_job)
         try:
-            self.credit_rules = CreditRules(extra.get("credit_mode") or CreditMode.RUNTIME,
-                                            extra.get("max_granted_credit", DEFAULT_MAX_GRANTED_CREDIT))
+            self.credit_rules = CreditRules(self.options.credit_mode, self.options.max_granted_credit)
         except CreditConfigError as exc:
             raise DaemonConfigError(str(exc)) from None
         if self.policy is None:
-            settings = dict(extra.get("policy_option") or [])
-            if extra.get("rel_tolerance") is not None:
-                settings["rel_tolerance"] = extra["rel_tolerance"]
             try:
-                self.policy = load_policy(extra.get("policy") or DEFAULT_POLICY, settings)
+                self.policy = load_policy(self.options.policy, self.options.policy_settings())
             except PolicyConfigError as exc:
                 raise DaemonConfigError(str(exc)) from None
         self.log.info("policy %s %s, credit %s (max %g)%s", self.policy.name, self.policy.options,
@@ -174,7 +171,6 @@ class Validator(Daemon):
 
     # --- the pass ------------------------------------------------------------------------------
     def do_pass(self) -> bool:
-        self._setup()
         self._app = self._load_app()
         handled = 0
         after_id = 0
@@ -197,10 +193,11 @@ class Validator(Daemon):
 
     def _workunits_to_validate(self, after_id: int, limit: int) -> list[int]:
         clauses, params = ["appid = %s", "need_validate > 0", "id > %s"], [self._app["id"], after_id]
-        for flag, clause in (("wu_id", "id = %s"), ("min_wu_id", "id >= %s"), ("max_wu_id", "id <= %s")):
-            if self.options.extra.get(flag) is not None:
+        for value, clause in ((self.options.wu_id, "id = %s"), (self.options.min_wu_id, "id >= %s"),
+                              (self.options.max_wu_id, "id <= %s")):
+            if value is not None:
                 clauses.append(clause)
-                params.append(self.options.extra[flag])
+                params.append(value)
         rows = self.db.query(f"select id from workunit where {' and '.join(clauses)}{self.mod_clause()} "
                              f"order by id limit %s", params + [limit])
         return [row["id"] for row in rows]

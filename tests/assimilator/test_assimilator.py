@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from boinc_ext.assimilator.daemon import EVENT_ASSIMILATED, EVENT_DEFERRED, EVENT_NO_CANONICAL, Assimilator
+from boinc_ext.assimilator.daemon import (EVENT_ASSIMILATED, EVENT_DEFERRED, EVENT_NO_CANONICAL, Assimilator,
+                                           AssimilatorOptions)
 from boinc_ext.assimilator.failure_report import task_stderr
 from boinc_ext.apps.r_job import EVENT_JOB_DONE, EVENT_NO_JOB
 from boinc_ext.apps.r_job import assimilate as assimilate_r_job
@@ -110,6 +111,7 @@ def test_killed_after_copying_then_rerun_stores_once(project, project_db, tmp_pa
         assimilate_r_job(context)
         raise Killed
     assimilator = Assimilator(project, DaemonOptions(one_pass=True), handlers={"r_job": copy_then_die})
+    assimilator.setup()
     with pytest.raises(Killed):
         assimilator.do_pass()
     assimilator.db.close()
@@ -177,7 +179,7 @@ def test_missing_stdout_is_tolerated(project, project_db, tmp_path):
 
 def test_dont_update_db_changes_no_rows(project, project_db, tmp_path):
     job_id, wu_id = valid_job(project, project_db, tmp_path / "in", rds=b"dry")
-    assert run_once(Assimilator, project, dont_update_db=True) == EXIT_OK
+    assert Assimilator(project, AssimilatorOptions.parse(["--one_pass", "-dont_update_db"])).run() == EXIT_OK
     assert wu_row(project_db, wu_id)["assimilate_state"] == ASSIMILATE_READY
     assert store.load_job(project_db, job_id).state == "running"
     assert stored(project, job_id)["result.rds"] == b"dry"

@@ -32,7 +32,7 @@ from upload_client import upload_body
 
 from boinc_ext.boinc import crypto
 from boinc_ext.assimilator.daemon import Assimilator
-from boinc_ext.daemons.base import EXIT_OK, DaemonOptions
+from boinc_ext.daemons.base import EXIT_OK
 from boinc_ext.boinc.db import Database
 from boinc_ext.daemons.file_deleter import FileDeleter
 from boinc_ext.jobs.result_store import result_dir
@@ -101,8 +101,7 @@ def other_db_settings(mariadb, db_settings):
 
 # --- one job through the pipeline ------------------------------------------------------------------
 def run_daemon(daemon_class, config, *args: str) -> None:
-    options = DaemonOptions.parse(["--one_pass", *args], daemon_class.name,
-                                  add_arguments=daemon_class.add_arguments)
+    options = daemon_class.options_class.parse(["--one_pass", *args], daemon_class.name)
     assert daemon_class(config, options).run() == EXIT_OK, f"{daemon_class.name} failed"
 
 

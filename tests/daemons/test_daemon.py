@@ -17,15 +17,15 @@ import pytest
 
 from boinc_ext.daemons.base import (EVENT_ABORTED, EVENT_DB_BACKOFF, EVENT_DB_RECOVERED, EVENT_FAILED, EVENT_PASS_IDLE,
                               EVENT_STARTED, EVENT_STOPPED, EVENT_STOPPING, EXIT_USAGE, DaemonOptions,
-                              DaemonUsageError, main_for, parse_daemon_args)
+                              DaemonConfigError, DaemonUsageError, main_for, parse_daemon_args)
 from boinc_ext.boinc.db import Database, DbSettings
-from daemon_fixture import PROCESSING, TABLE_DDL, ItemDaemon, create_items
+from daemon_fixture import PROCESSING, TABLE_DDL, ItemDaemon, ItemOptions, create_items
 
 FIXTURE = Path(__file__).parent.parent / "daemon_fixture.py"
 
 
 def options(*argv: str) -> DaemonOptions:
-    return DaemonOptions.parse(list(argv), ItemDaemon.name, add_arguments=ItemDaemon.add_arguments)
+    return ItemOptions.parse(list(argv), ItemDaemon.name)
 
 
 def spawn(project, log_path: Path, *argv: str) -> subprocess.Popen:
@@ -67,11 +67,10 @@ def test_one_pass_flag_in_both_forms(flag):
 
 
 def test_debug_level_mod_app_and_sleep_interval():
-    ns = parse_daemon_args(["-d", "3", "-mod", "3", "1", "--app", "r_job", "-sleep_interval", "2.5"], "x")
-    opts = DaemonOptions.from_namespace(ns)
+    opts = parse_daemon_args(["-d", "3", "-mod", "3", "1", "--app", "r_job", "-sleep_interval", "2.5"], "x")
     assert (opts.debug_level, opts.mod, opts.app, opts.sleep_interval) == (3, (3, 1), "r_job", 2.5)
     assert DaemonOptions.parse(["--debug_level", "4"]).debug_level == 4
-    assert DaemonOptions.parse([], default_sleep_interval=7).sleep_interval == 7
+    assert DaemonOptions.parse([]).sleep_interval == 5
     # mod_clause and item_log need no project: the daemon is never run here.
     daemon = ItemDaemon(None, opts)
     assert daemon.mod_clause() == " and mod(id, 3) = 1"
@@ -96,7 +95,7 @@ def test_bad_flags_are_rejected_naming_the_flag(argv, expected):
 
 
 def test_subclass_flags_and_usage_exit_code(capsys):
-    assert options("-delay", "0.25").extra["delay"] == 0.25
+    assert options("-delay", "0.25").delay == 0.25
     assert main_for(ItemDaemon, ["--no_such_flag"]) == EXIT_USAGE
     assert "--no_such_flag" in capsys.readouterr().err
 
@@ -216,3 +215,64 @@ def test_permanent_db_error_exits_non_zero_with_traceback(project, caplog):
     assert failed and failed[0].exc_info is not None
     assert "PermanentDbError" in failed[0].getMessage()
     assert caplog.records[-1].getMessage() == f"{EVENT_STOPPED} (exit 1)"
+
+
+# --- typed options of the daemons -------------------------------------------------------
+def test_daemons_options_are_typed_with_their_flags_in_both_forms():
+    from boinc_ext.assimilator.daemon import AssimilatorOptions
+    from boinc_ext.validator.credit import CreditMode
+    from boinc_ext.validator.daemon import ValidatorOptions
+    opts = ValidatorOptions.parse(["--app", "r_job", "-credit_from_wu", "-one_pass_N_WU", "3",
+                                   "--policy_option", "a=1", "-policy_option", "b=2", "-dry_run"])
+    assert (opts.credit_mode, opts.one_pass_N_WU, opts.policy_option, opts.dry_run) == (
+        CreditMode.FROM_WU, 3, (("a", "1"), ("b", "2")), True)
+    assert opts.runs_once and not ValidatorOptions().runs_once
+    assert AssimilatorOptions().sleep_interval == 10.0
+    assert AssimilatorOptions.parse(["-dont_update_db"]).dry_run is True
+    assert AssimilatorOptions.parse(["--one_pass_N_WU", "2"]).runs_once
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--one_pass_N_WU", "0"], "--one_pass_N_WU: '0': must be a whole number of at least 1"),
+    (["--credit_from_wu", "--no_credit"], "not allowed with argument"),
+    (["--max_granted_credit", "x"], "--max_granted_credit"),
+])
+def test_bad_daemon_flags_name_the_flag(argv, expected):
+    from boinc_ext.validator.daemon import ValidatorOptions
+    with pytest.raises(DaemonUsageError) as info:
+        ValidatorOptions.parse(argv, "ext_validator")
+    assert expected in str(info.value)
+
+
+def test_config_options_out_of_range_are_errors_naming_the_option(project):
+    from dataclasses import replace
+    from types import MappingProxyType
+
+    from boinc_ext.boinc.config import ConfigError
+    config = replace(project, options=MappingProxyType({**project.options, "max_wus_to_send": "0",
+                                                        "ext_min_rpc_delay": "0.5", "daily_result_quota": "2.5"}))
+    for read, expected in ((lambda: config.option_int("max_wus_to_send", 50, minimum=1),
+                            "<max_wus_to_send> must be at least 1, not 0"),
+                           (lambda: config.option_float("ext_min_rpc_delay", 5.0, minimum=1.0),
+                            "<ext_min_rpc_delay> must be at least 1, not 0.5"),
+                           (lambda: config.option_int("daily_result_quota", 0),
+                            "<daily_result_quota> must be a whole number")):
+        with pytest.raises(ConfigError) as info:
+            read()
+        assert expected in str(info.value)
+    assert config.option_int("absent", 7, minimum=1) == 7
+
+
+def test_a_failing_setup_is_reported_and_teardown_still_runs(caplog):
+    calls = []
+
+    class Broken(ItemDaemon):
+        def setup(self):
+            raise DaemonConfigError("no key")
+
+        def teardown(self):
+            calls.append("teardown")
+    caplog.set_level(logging.INFO)
+    assert Broken(None, ItemOptions(one_pass=True)).run() == 1
+    assert calls == ["teardown"]
+    assert f"{EVENT_FAILED}: no key" in messages(caplog)

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from boinc_ext.daemons.base import EVENT_STARTED, DaemonOptions
-from boinc_ext.daemons.file_deleter import FILE_DELETE_DONE, FILE_DELETE_ERROR, FILE_DELETE_READY, FileDeleter
+from boinc_ext.daemons.base import EVENT_STARTED
+from boinc_ext.daemons.file_deleter import (FILE_DELETE_DONE, FILE_DELETE_ERROR, FILE_DELETE_READY, FileDeleter,
+                                            FileDeleterOptions)
 from boinc_ext.boinc.hierarchy import hier_path
 
 _WU_DEFAULTS = dict(
@@ -66,8 +67,14 @@ def state(db, table: str, row_id: int) -> int:
 
 
 def deleter(project, *argv: str) -> FileDeleter:
-    opts = DaemonOptions.parse(list(argv), FileDeleter.name, add_arguments=FileDeleter.add_arguments)
-    return FileDeleter(project, opts)
+    return FileDeleter(project, FileDeleterOptions.parse(list(argv), FileDeleter.name))
+
+
+def set_up(project, *argv: str) -> FileDeleter:
+    """A deleter ready for do_pass() (run() calls setup() itself)."""
+    daemon = deleter(project, *argv)
+    daemon.setup()
+    return daemon
 
 
 def upload(project, name):
@@ -102,13 +109,13 @@ def test_one_pass_deletes_output_and_input_files(project, project_db, caplog):
     assert any(m.startswith(f"[WU#{wu_id} wu1] deleted ") and m.endswith("in_a.md5") for m in logged)
 
     # A second pass finds nothing to do.
-    assert deleter(project, "--one_pass").do_pass() is False
+    assert set_up(project, "--one_pass").do_pass() is False
 
 
 def test_nodelete_workunit_keeps_its_files(project, project_db):
     inputs = download(project, "in_nd")
     wu_id = add_wu(project_db, "batch_nodelete_7", "in_nd")
-    assert deleter(project).do_pass() is True
+    assert set_up(project).do_pass() is True
     assert all(p.exists() for p in inputs)
     assert state(project_db, "workunit", wu_id) == FILE_DELETE_DONE
 
@@ -132,14 +139,14 @@ def test_path_trick_name_gives_error_and_deletes_nothing(project, project_db, ba
 def test_malformed_xml_gives_error(project, project_db):
     wu_id = insert(project_db, "workunit", _WU_DEFAULTS, name="broken", xml_doc="<file_info><name>a",
                    file_delete_state=FILE_DELETE_READY)
-    assert deleter(project).do_pass() is True
+    assert set_up(project).do_pass() is True
     assert state(project_db, "workunit", wu_id) == FILE_DELETE_ERROR
 
 
 def test_missing_files_still_count_as_deleted(project, project_db):
     result_id = add_result(project_db, "gone_0", "never_uploaded")
     wu_id = add_wu(project_db, "gone", "never_staged")
-    assert deleter(project).do_pass() is True
+    assert set_up(project).do_pass() is True
     assert state(project_db, "result", result_id) == FILE_DELETE_DONE
     assert state(project_db, "workunit", wu_id) == FILE_DELETE_DONE
 
@@ -147,7 +154,7 @@ def test_missing_files_still_count_as_deleted(project, project_db):
 def test_other_states_are_left_alone(project, project_db):
     kept = upload(project, "init_out")
     result_id = add_result(project_db, "init_0", "init_out", state=0)
-    assert deleter(project).do_pass() is False
+    assert set_up(project).do_pass() is False
     assert kept.exists() and state(project_db, "result", result_id) == 0
 
 
@@ -157,7 +164,7 @@ def test_mod_and_app_select_rows(project, project_db):
         mr_map = project_db.scalar("select id from app where name = 'mr_map'")
     ids = {app: [add_wu(project_db, f"w_{app}_{i}", f"f_{app}_{i}", appid=app) for i in range(4)]
            for app in (r_job, mr_map)}
-    assert deleter(project, "--app", "mr_map", "--mod", "2", "1").do_pass() is True
+    assert set_up(project, "--app", "mr_map", "--mod", "2", "1").do_pass() is True
     for app, wu_ids in ids.items():
         for wu_id in wu_ids:
             expected = FILE_DELETE_DONE if app == mr_map and wu_id % 2 == 1 else FILE_DELETE_READY
@@ -169,9 +176,9 @@ def test_mod_and_app_select_rows(project, project_db):
 def test_error_rows_are_retried_unless_told_not_to(project, project_db):
     inputs = download(project, "retry_in")
     wu_id = add_wu(project_db, "retry", "retry_in", state=FILE_DELETE_ERROR)
-    assert deleter(project, "--dont_retry_errors").do_pass() is False
+    assert set_up(project, "--dont_retry_errors").do_pass() is False
     assert state(project_db, "workunit", wu_id) == FILE_DELETE_ERROR
-    assert deleter(project).do_pass() is True
+    assert set_up(project).do_pass() is True
     assert state(project_db, "workunit", wu_id) == FILE_DELETE_DONE
     assert not any(p.exists() for p in inputs)
 

@@ -105,8 +105,10 @@ def test_killed_after_creating_the_workunit_links_it_next_time(project, project_
     def die(*args, **kwargs):
         raise Killed
     monkeypatch.setattr(store, "mark_running", die)
+    generator = WorkGenerator(project, DaemonOptions(one_pass=True))
+    generator.setup()
     with pytest.raises(Killed):
-        WorkGenerator(project, DaemonOptions(one_pass=True)).do_pass()
+        generator.do_pass()
     assert wu_of(project_db, f"rjob_{job_id}") is not None
     assert store.load_job(project_db, job_id).state == "submitted"
 

@@ -3,7 +3,6 @@ client with requests shaped like Debian's boinc-client 7.20.5 sends them."""
 import secrets
 import threading
 import time
-from types import MappingProxyType
 
 import pytest
 from flask import Flask
@@ -81,7 +80,7 @@ def make_work(project, project_db, tmp_path, app_version):
 
 
 def run_transitioner(project):
-    Transitioner(project, DaemonOptions(one_pass=True, extra=MappingProxyType({}))).run()
+    Transitioner(project, DaemonOptions(one_pass=True)).run()
 
 
 def rpc(client, url, body):

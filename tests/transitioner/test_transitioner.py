@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 import time
-from types import MappingProxyType
 
 import pytest
 from daemon_fixture import kill_after_progress
@@ -14,10 +13,10 @@ from job_templates import IN_TEMPLATE, OUT_TEMPLATE
 
 from boinc_ext.boinc import crypto
 from boinc_ext.boinc.schema import blank_row
-from boinc_ext.daemons.base import EXIT_FAILED, EXIT_OK, DaemonOptions
+from boinc_ext.daemons.base import EXIT_FAILED, EXIT_OK
 from boinc_ext.transitioner import daemon as transitioner_module
 from boinc_ext.transitioner.results import process_result_template
-from boinc_ext.transitioner.daemon import Transitioner
+from boinc_ext.transitioner.daemon import Transitioner, TransitionerOptions
 from boinc_ext.transitioner.penalties import add_turnaround_sample, reduced_max_jobs_per_day
 from boinc_ext.boinc.states import (
     ASSIMILATE_DONE,
@@ -64,8 +63,7 @@ def make_due(db, wu_id):
 
 
 def run_pass(config, **extra):
-    options = DaemonOptions(one_pass=True, extra=MappingProxyType(extra))
-    return Transitioner(config, options).run()
+    return Transitioner(config, TransitionerOptions(one_pass=True, **extra)).run()
 
 
 def wu_row(db, wu_id):

@@ -5,12 +5,11 @@ import signal
 import subprocess
 import sys
 import time
-from types import MappingProxyType
 
 import pytest
 
 from boinc_ext.project import ext_schema
-from boinc_ext.daemons.base import EXIT_FAILED, EXIT_OK, DaemonOptions
+from boinc_ext.daemons.base import EXIT_FAILED, EXIT_OK
 from boinc_ext.project.project_xml import ProjectXml, register
 from boinc_ext.boinc.states import (
     ASSIMILATE_READY,
@@ -28,7 +27,7 @@ from boinc_ext.boinc.states import (
 )
 from boinc_ext.validator import events
 from boinc_ext.validator.credit import CreditMode
-from boinc_ext.validator.daemon import Validator
+from boinc_ext.validator.daemon import Validator, ValidatorOptions
 from boinc_ext.validator.decision import RETRY_DELAY
 
 from stock_schema import needs_stock, stock_db  # noqa: F401 (a fixture)
@@ -308,7 +307,7 @@ def test_dry_run_writes_nothing(lab, volunteers):
 
 
 def _options(app="r_job", **kwargs):
-    return DaemonOptions(one_pass=True, app=app, extra=MappingProxyType({}), **kwargs)
+    return ValidatorOptions(one_pass=True, app=app, **kwargs)
 
 
 def test_wu_id_mod_and_other_apps(lab, volunteers, project):

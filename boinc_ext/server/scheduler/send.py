@@ -41,9 +41,9 @@ class SendLimits:
 
     @classmethod
     def from_config(cls, config) -> "SendLimits":
-        return cls(max_wus_to_send=max(config.option_int("max_wus_to_send", 50), 1),
-                   max_wus_in_progress=max(config.option_int("max_wus_in_progress", 1), 1),
-                   report_grace_period=max(config.option_int("report_grace_period", 0), 0))
+        return cls(max_wus_to_send=config.option_int("max_wus_to_send", 50, minimum=1),
+                   max_wus_in_progress=config.option_int("max_wus_in_progress", 1, minimum=1),
+                   report_grace_period=config.option_int("report_grace_period", 0, minimum=0))
 
 
 def jobs_wanted(request: SchedulerRequest, host: dict, in_progress: int, limits: SendLimits,

@@ -41,9 +41,9 @@ class SteeringPolicy:
 
     @classmethod
     def from_config(cls, config) -> "SteeringPolicy":
-        return cls(idle_rpc_budget=max(config.option_float("ext_idle_rpc_budget", 10.0), 0.01),
-                   min_delay=max(config.option_float("ext_min_rpc_delay", 5.0), 1.0),
-                   max_delay=max(config.option_float("ext_max_rpc_delay", 4 * 3600.0), 1.0))
+        return cls(idle_rpc_budget=config.option_float("ext_idle_rpc_budget", 10.0, minimum=0.01),
+                   min_delay=config.option_float("ext_min_rpc_delay", 5.0, minimum=1.0),
+                   max_delay=config.option_float("ext_max_rpc_delay", 4 * 3600.0, minimum=1.0))
 
     def next_rpc_delay(self, active_hosts: int) -> float:
         return min(max(active_hosts / self.idle_rpc_budget, self.min_delay), self.max_delay)
@@ -81,7 +81,7 @@ class WorkHold:
 
     @classmethod
     def from_config(cls, config) -> WorkHold:
-        return cls(seconds=max(config.option_float("ext_work_hold_seconds", DEFAULT_HOLD_SECONDS), 0.0))
+        return cls(seconds=config.option_float("ext_work_hold_seconds", DEFAULT_HOLD_SECONDS, minimum=0.0))
 
     @property
     def held(self) -> int:

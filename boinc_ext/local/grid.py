@@ -57,7 +57,7 @@ class LocalGrid:
     checkpoint_period: float = 60.0
     config: ProjectConfig | None = None
     volunteers: list[Volunteer] = field(default_factory=list)
-    authenticators: list[str] = field(default_factory=list)
+    authenticators: list[str] = field(default_factory=list, repr=False)
 
     @property
     def url(self) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from boinc_ext.boinc.xmlutil import XmlError, parse_xml_file
 
 # The project.xml of this repository (the package lives next to it).
-DEFAULT_PROJECT_XML = Path(__file__).resolve().parent.parent / "project.xml"
+DEFAULT_PROJECT_XML = Path(__file__).resolve().parents[2] / "project.xml"
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,6 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ]),
 ]
 
-LATEST_VERSION = MIGRATIONS[-1][0]
-
 
 def applied_version(db) -> int:
     exists = db.scalar("select count(*) from information_schema.tables "

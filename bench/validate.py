@@ -255,7 +255,8 @@ def measure(n: int = 2000, policy: str = "bitwise", profile: bool = False) -> di
 
 def rds_output(work: Path) -> bytes:
     path = work / "out.rds"
-    subprocess.run(["Rscript", "-e", f"saveRDS(list(estimate = c(1.5, 2.25, 1e-3), n = 10L), '{path}')"],
+    code = "saveRDS(list(estimate = c(1.5, 2.25, 1e-3), n = 10L), commandArgs(trailingOnly = TRUE)[1])"
+    subprocess.run(["Rscript", "--vanilla", "-e", code, str(path.absolute())],
                    check=True, capture_output=True, timeout=120)
     return path.read_bytes()
 

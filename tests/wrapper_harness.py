@@ -301,9 +301,14 @@ def process_state(pid: int) -> str:
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
-def r_value(expression: str, timeout: float = 60.0) -> str:
-    """What Rscript prints for `cat(expression)`: for comparing R objects in tests."""
-    completed = subprocess.run([RSCRIPT, "--vanilla", "-e", f"cat({expression})"],
+def r_value(expression: str, *paths: Path, timeout: float = 60.0) -> str:
+    """What Rscript prints for `cat(expression)`: for comparing R objects in tests.
+
+    The expression sees `paths` as the character vector `path` (path[1], path[2], ...):
+    paths are passed as arguments, never written into R code."""
+    code = f"path <- commandArgs(trailingOnly = TRUE); cat({expression})"
+    arguments = [str(Path(p).absolute()) for p in paths]
+    completed = subprocess.run([RSCRIPT, "--vanilla", "-e", code, *arguments],
                                capture_output=True, text=True, timeout=timeout)
     if completed.returncode != 0:
         raise AssertionError(f"Rscript failed: {completed.stderr}")
@@ -311,7 +316,7 @@ def r_value(expression: str, timeout: float = 60.0) -> str:
 
 
 def r_identical(rds_a: Path, rds_b: Path) -> bool:
-    return r_value(f'identical(readRDS("{rds_a}"), readRDS("{rds_b}"))') == "TRUE"
+    return r_value("identical(readRDS(path[1]), readRDS(path[2]))", rds_a, rds_b) == "TRUE"
 
 
 def bwrap_unusable_reason() -> str | None:

@@ -18,10 +18,6 @@ class BadSlot(PermanentError):
     """The slot lacks something the client should have put there (init_data.xml, script.R)."""
 
 
-class ScriptFailed(PermanentError):
-    """The job's R script raised an error or ended R before finishing."""
-
-
 class TransientError(WrapperError):
     """Something on this host went wrong for now (disk full, slot busy, R killed): try again later."""
 

@@ -58,7 +58,7 @@ class ProjectConfig:
     db_name: str
     db_host: str
     db_user: str
-    db_passwd: str
+    db_passwd: str = field(repr=False)
     master_url: str
     long_name: str
     download_url: str

@@ -11,7 +11,7 @@ import logging
 import math
 import socket
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import MySQLdb
@@ -82,7 +82,7 @@ class DbSettings:
     host: str = "localhost"
     port: int | None = None
     user: str = ""
-    passwd: str = ""
+    passwd: str = field(default="", repr=False)
     unix_socket: str | None = None
 
     @classmethod

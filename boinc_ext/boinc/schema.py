@@ -8,8 +8,8 @@ notation that `table_ddl` expands:
 
 type is one of the keys of _TYPES; `?` makes the column nullable (BOINC's blobs and a few
 varchars are), `=x` gives a default. `id` columns are auto-increment primary keys.
-The result is checked column by column against a database made from stock BOINC's own
-schema.sql in tests/test_boinc_schema.py (when BOINC's source is at hand).
+The result is checked column by column and index by index against stock BOINC's schema
+(tests/data/stock_schema_columns.json) in tests/boinc/test_boinc_schema.py, in every run.
 """
 from __future__ import annotations
 

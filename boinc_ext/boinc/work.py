@@ -8,8 +8,10 @@ transaction. Any failure leaves nothing behind: no row, no staged file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import secrets
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -111,28 +113,44 @@ class Stager:
                                 f"at {target}; staged files are immutable, use a new name")
         else:
             md5, nbytes = self._copy_in(str(source), target)
-            write_md5_info(Path(target), md5, nbytes)
-            self.created.append(target + ".md5")
+            self._write_md5_info(target, md5, nbytes)
         return self._remember(name, md5, nbytes)
 
     def _copy_in(self, source: str, target: str) -> tuple[str, int]:
-        """Places a new file in the hierarchy (whole or not at all) and returns its md5 and size."""
+        """Places a file in the hierarchy (whole or not at all) and returns its md5 and size.
+        A hard link where asked for and possible, else a copy; a file another process staged
+        under the same name meanwhile is never replaced: it is accepted if identical."""
         if self.link:
             try:
-                os.link(source, target)
-                self.created.append(target)
-                return md5_file(Path(target))
-            except OSError:
-                pass  # another filesystem: copy instead
-        tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.part")
+                return self._link_in(source, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # another filesystem: copy instead
+        tmp = os.path.join(os.path.dirname(target),
+                           f".{os.path.basename(target)}.{os.getpid()}.{secrets.token_hex(4)}.part")
         try:
-            md5, nbytes = copy_with_md5(source, tmp)
-            os.replace(tmp, target)
-        except BaseException:
+            md5_and_size = copy_with_md5(source, tmp)
+            return self._link_in(tmp, target, md5_and_size)
+        finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            raise
+
+    def _link_in(self, path: str, target: str, md5_and_size: tuple[str, int] | None = None) -> tuple[str, int]:
+        """Hard-links `path` as `target` (never replacing a file there) and returns its md5 and size."""
+        try:
+            os.link(path, target)
+        except FileExistsError:
+            return self._same_as_staged(path, target, md5_and_size)
         self.created.append(target)
+        return md5_and_size or md5_file(Path(target))
+
+    def _same_as_staged(self, path: str, target: str, md5_and_size: tuple[str, int] | None) -> tuple[str, int]:
+        """The md5 and size of `path`, if the file already staged as `target` has the same content."""
+        md5, nbytes = md5_and_size or md5_file(Path(path))
+        if md5_file(Path(target))[0] != md5:
+            raise WorkError(f"input file {os.path.basename(target)}: a different file of that name is "
+                            f"already staged at {target}; staged files are immutable, use a new name")
         return md5, nbytes
 
     def _staged_name(self, name: str) -> InputFile:
@@ -157,10 +175,14 @@ class Stager:
             return cached
         md5, nbytes = md5_file(Path(path))
         if self.config.cache_md5_info:
-            if not os.path.exists(path + ".md5"):
-                self.created.append(path + ".md5")
-            write_md5_info(Path(path), md5, nbytes)
+            self._write_md5_info(path, md5, nbytes)
         return md5, nbytes
+
+    def _write_md5_info(self, path: str, md5: str, nbytes: int) -> None:
+        """Writes `<path>.md5`; only one this stager created is removed by rollback()."""
+        if not os.path.exists(path + ".md5"):
+            self.created.append(path + ".md5")
+        write_md5_info(Path(path), md5, nbytes)
 
     def _remember(self, name: str, md5: str, nbytes: int) -> InputFile:
         url = hier_url(name, self.config.download_url, self.config.uldl_dir_fanout)

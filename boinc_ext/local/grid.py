@@ -57,7 +57,7 @@ class LocalGrid:
     checkpoint_period: float = 60.0
     config: ProjectConfig | None = None
     volunteers: list[Volunteer] = field(default_factory=list)
-    authenticators: list[str] = field(default_factory=list)
+    authenticators: list[str] = field(default_factory=list, repr=False)
 
     @property
     def url(self) -> str:
@@ -162,8 +162,15 @@ def run_locally(script: Path, data: list[Path], seed: int, workdir: Path) -> Pat
     return workdir / "result.rds"
 
 
+# Paths come in as arguments, never spliced into the code (a quote in a path would break it).
+_SAME_R_VALUE = ("args <- commandArgs(trailingOnly = TRUE); "
+                 "a <- readRDS(args[1]); b <- readRDS(args[2]); "
+                 "quit(status = if (isTRUE(all.equal(a, b, tolerance = as.numeric(args[3])))) 0 else 1)")
+
+
 def same_r_value(a: Path, b: Path, tolerance: float = 1e-9) -> bool:
     """True if the two .rds files hold equal R values (numbers within `tolerance`)."""
-    code = (f"a <- readRDS('{a}'); b <- readRDS('{b}'); "
-            f"quit(status = if (isTRUE(all.equal(a, b, tolerance = {tolerance!r}))) 0 else 1)")
-    return subprocess.run(["Rscript", "-e", code], capture_output=True, timeout=120).returncode == 0
+    arguments = [str(Path(a).absolute()), str(Path(b).absolute()), repr(float(tolerance))]
+    completed = subprocess.run(["Rscript", "--vanilla", "-e", _SAME_R_VALUE, *arguments],
+                               capture_output=True, timeout=120)
+    return completed.returncode == 0

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import MySQLdb
@@ -42,7 +42,7 @@ class DbServerError(RuntimeError):
 class ServerState:
     port: int
     socket: str
-    admin_passwd: str
+    admin_passwd: str = field(repr=False)
 
 
 def _find_program(*names: str) -> str:

@@ -3,6 +3,12 @@
 BOINC's tables are never altered; everything of ours links to them by id. Each migration
 runs once; `ext_schema_version` records which ones ran, so `project create --existing`
 and upgrades apply only what is missing.
+
+MariaDB cannot roll DDL back, so a migration interrupted half-way leaves some of its
+statements done. Every statement is therefore idempotent (`create table if not exists`,
+`alter table ... add column if not exists`, `create index if not exists`, `drop ... if
+exists`), and the version is recorded only after all of them: running the migration again
+completes it.
 """
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import time
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "jobs and their files", [
-        """create table ext_job (
+        """create table if not exists ext_job (
             id integer not null auto_increment primary key,
             create_time integer not null,
             userid integer not null default 0,
@@ -28,7 +34,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             key ext_job_user (userid, id),
             key ext_job_wu (workunitid)
         ) engine=InnoDB""",
-        """create table ext_job_file (
+        """create table if not exists ext_job_file (
             id integer not null auto_increment primary key,
             job_id integer not null,
             role varchar(16) not null,
@@ -40,8 +46,6 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ) engine=InnoDB""",
     ]),
 ]
-
-LATEST_VERSION = MIGRATIONS[-1][0]
 
 
 def applied_version(db) -> int:

@@ -13,8 +13,6 @@ from boinc_ext.validator.errors import classify_os_error
 from boinc_ext.validator.output_files import OutputFile
 from boinc_ext.validator.policy import ValidationPolicy
 
-_CHUNK = 1 << 20
-
 
 def file_digest(path: Path, what: str) -> str:
     """SHA-256 hex of a file; read errors are classified transient or permanent."""

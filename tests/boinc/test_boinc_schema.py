@@ -1,8 +1,9 @@
 """Our BOINC tables against stock BOINC's own schema, column by column and index by index.
 
-Stock BOINC's schema is not part of this repository (it is LGPL source we do not copy):
-point BOINC_SOURCE_DIR at a checkout of BOINC (the folder holding db/schema.sql) to run
-the comparison; without it these tests skip and say why.
+Stock's schema comes as facts (tests/data/stock_schema_columns.json: what MariaDB reports for
+a database made by stock's db/schema.sql and db/constraints.sql), so this runs every time.
+BOINC's tables must match stock exactly: name, position, type, nullability, default and
+extra of every column; name, uniqueness and columns in order of every index.
 """
 
 import pytest
@@ -13,7 +14,8 @@ from boinc_ext.project import ext_schema
 from boinc_ext.boinc.db import Database
 from boinc_ext.project.project_xml import ProjectXml, register
 from boinc_ext.boinc.work import WorkCreator, WorkunitRequest
-from stock_schema import _COLUMN_QUERY, _INDEX_QUERY, _fresh_database, needs_stock, stock_db  # noqa: F401
+from stock_schema import (STOCK_TABLES, _fresh_database, load_stock_sql, needs_boinc_source,  # noqa: F401
+                          schema_of, stock_db)
 
 @pytest.fixture
 def our_db(mariadb):
@@ -22,22 +24,28 @@ def our_db(mariadb):
         yield db
 
 
-def _rows(db, query):
-    ours = set(boinc_schema.BOINC_TABLES)
-    return sorted(tuple(r.values()) for r in db.query(query) if r["t"] in ours)
+@pytest.mark.parametrize("table", boinc_schema.BOINC_TABLES)
+def test_columns_match_stock(our_db, table):
+    assert schema_of(our_db, [table])[table]["columns"] == STOCK_TABLES[table]["columns"]
 
 
-@needs_stock
-def test_columns_match_stock(stock_db, our_db):
-    assert _rows(our_db, _COLUMN_QUERY) == _rows(stock_db, _COLUMN_QUERY)
+@pytest.mark.parametrize("table", boinc_schema.BOINC_TABLES)
+def test_indexes_match_stock(our_db, table):
+    assert schema_of(our_db, [table])[table]["indexes"] == STOCK_TABLES[table]["indexes"]
 
 
-@needs_stock
-def test_indexes_match_stock(stock_db, our_db):
-    assert _rows(our_db, _INDEX_QUERY) == _rows(stock_db, _INDEX_QUERY)
+def test_the_stock_database_is_made_exactly_as_the_facts_say(stock_db):
+    assert schema_of(stock_db, STOCK_TABLES) == STOCK_TABLES
 
 
-@needs_stock
+@needs_boinc_source
+def test_the_facts_are_what_stock_sql_files_make(mariadb):
+    with _fresh_database(mariadb, "stock_sql_check") as settings:
+        load_stock_sql(settings)
+        with Database(settings) as db:
+            assert schema_of(db, STOCK_TABLES) == STOCK_TABLES
+
+
 def test_work_creation_on_a_stock_database(stock_db, project):
     """Our additions and create_work on a database made by stock BOINC's schema files."""
     ext_schema.migrate(stock_db)

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from boinc_ext.boinc import crypto
+from boinc_ext.boinc.crypto import libcrypto
 from boinc_ext.boinc.crypto import (
     KeyFormatError,
     PrivateKey,
@@ -460,7 +461,7 @@ def test_libboinc_signs_identically_with_the_python_fallback(boinc_crypt, tmp_pa
     crypto.write_key(tmp_path / "priv", private)
     struct = boinc_crypt.read_key_file(tmp_path / "priv")
     text = crypto.upload_certificate_text("wu_8_r5_0", 100000)
-    monkeypatch.setattr(crypto, "_openssl_signer", lambda key: None)
+    monkeypatch.setattr(libcrypto, "_openssl_signer", lambda key: None)
     assert boinc_crypt.generate_signature(text, struct) == crypto.sign_string(text, private)
 
 
@@ -472,12 +473,12 @@ def test_openssl_and_python_private_ops_agree(key_pair, other_key_pair):
     payloads = [b"0" * 32, b"f" * 32, os.urandom(16).hex().encode(), b"x", b"\xff" * 117]
     for private, _ in (key_pair, other_key_pair, crypto.generate_key_pair()):
         for payload in payloads:
-            assert crypto._openssl_signer(private).sign(payload) == crypto._python_sign(payload, private)
+            assert libcrypto._openssl_signer(private).sign(payload) == libcrypto._python_sign(payload, private)
 
 
 def test_signer_is_loaded_once_per_key(key_pair):
     private, _ = key_pair
-    assert crypto._openssl_signer(private) is crypto._openssl_signer(PrivateKey.from_text(private.to_text()))
+    assert libcrypto._openssl_signer(private) is libcrypto._openssl_signer(PrivateKey.from_text(private.to_text()))
 
 
 # --- 4. rejections ----------------------------------------------------------

@@ -179,7 +179,7 @@ def test_malformed_input_template(project, project_db, templates, text, message)
     (project.project_dir / "templates" / "bad_in").write_text(text)
     if message is None:  # entities are never expanded
         creator = WorkCreator(project, project_db, "r_job", "templates/bad_in", templates[1])
-        assert "root:" not in (creator.input_template.command_line or "")
+        assert creator.input_template.command_line == ""
         return
     with pytest.raises((TemplateError, XmlError), match=message):
         WorkCreator(project, project_db, "r_job", "templates/bad_in", templates[1])
@@ -222,7 +222,7 @@ def test_bad_names_and_limits(project, project_db, templates, inputs, tmp_path):
         creator.create(WorkunitRequest("../evil", list(inputs)))
     with pytest.raises(ValueError, match="input file name"):
         creator.create(WorkunitRequest("ok", [inputs[0], "../../etc/passwd"]))
-    with pytest.raises(WorkError, match="2 input files given|1 input files given"):
+    with pytest.raises(WorkError, match="1 input files given, but the template has 2"):
         creator.create(WorkunitRequest("ok", [inputs[0]]))
     with pytest.raises(WorkError, match="min_quorum exceeds"):
         creator.create(WorkunitRequest("ok", list(inputs), params={"min_quorum": 5}))

@@ -145,7 +145,7 @@ def test_checkpoint_for_another_script_is_not_used(make_client):
     resume(client)
 
     assert "written for another script" in client.stderr_text()
-    assert r_value(f'length(readRDS("{client.output("result.rds")}")$x)') == "10"
+    assert r_value("length(readRDS(path[1])$x)", client.output("result.rds")) == "10"
 
 
 def test_boinc_for_supports_next_break_and_lists(make_client):
@@ -161,7 +161,7 @@ list(out = out, names = names, loop_value = boinc_for(k, 1:2, NULL), k = k,
     assert client.run(*SEED, env=EVERY_CHANCE) == 0
 
     expected = 'list(out = c(1L, 3L, 5L, 7L), names = c("x", "y"), loop_value = NULL, k = 2L, leftovers = character())'
-    assert r_value(f'identical(readRDS("{client.output("result.rds")}"), {expected})') == "TRUE"
+    assert r_value(f"identical(readRDS(path[1]), {expected})", client.output("result.rds")) == "TRUE"
 
 
 def test_checkpoints_follow_the_clients_period(make_client):
@@ -196,5 +196,5 @@ list(tools = "package:tools" %in% search(), digits = getOption("digits"),
 
     assert events.CHECKPOINT_RESTORED in client.stderr_text()
     expected = 'list(tools = TRUE, digits = 3L, option = "kept", wd = "sub", ext = "csv")'
-    assert r_value(f'identical(readRDS("{client.output("result.rds")}"), {expected})') == "TRUE"
+    assert r_value(f"identical(readRDS(path[1]), {expected})", client.output("result.rds")) == "TRUE"
     assert "[1] 3.14\n" in client.output("stdout.txt").read_text()

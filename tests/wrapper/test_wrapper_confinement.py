@@ -12,16 +12,18 @@ from wrapper_harness import (bwrap_unusable_reason, make_client, r_value, requir
 pytestmark = requires_r
 
 PROBE_SCRIPT = """
+# The places to attack come in an input file, one a line: paths never go into R code.
+target <- readLines("targets.txt")
 attempt <- function(expr) tryCatch({ force(expr); "succeeded" },
                                    error = function(e) conditionMessage(e),
                                    warning = function(w) conditionMessage(w))
 list(
-  outside = attempt(writeLines("x", "OUTSIDE")),
-  project = attempt(writeLines("x", "PROJECT_FILE")),
+  outside = attempt(writeLines("x", target[1])),
+  project = attempt(writeLines("x", target[2])),
   input = attempt(writeLines("overwritten", "data.csv")),
-  account = attempt(readLines("ACCOUNT_FILE")),
+  account = attempt(readLines(target[3])),
   network = attempt({
-    con <- socketConnection("127.0.0.1", PORT, open = "r+b", blocking = TRUE, timeout = 3)
+    con <- socketConnection("127.0.0.1", as.integer(target[4]), open = "r+b", blocking = TRUE, timeout = 3)
     close(con)
   }),
   work_dir = attempt(writeLines("x", "scratch.txt")),
@@ -56,14 +58,12 @@ def run_probe(make_client, tmp_path, listener, env=None):
     account = client.boinc_dir / "account_127.0.0.1_18080.xml"
     account.write_text("<account><authenticator>secret</authenticator></account>\n")
     data = client.add_input("data.csv", "x\n1\n")
-    script = (PROBE_SCRIPT.replace("OUTSIDE", str(outside))
-              .replace("PROJECT_FILE", str(client.project_dir / "planted.txt"))
-              .replace("ACCOUNT_FILE", str(account))
-              .replace("PORT", str(listener.getsockname()[1])))
-    client.add_script(script)
+    targets = [outside, client.project_dir / "planted.txt", account, listener.getsockname()[1]]
+    client.add_input("targets.txt", "".join(f"{target}\n" for target in targets))
+    client.add_script(PROBE_SCRIPT)
     assert client.run("--seed", "1", env=env) == 0
     result = client.output("result.rds")
-    outcome = {name: r_value(f'readRDS("{result}")${name}')
+    outcome = {name: r_value(f"readRDS(path[1])${name}", result)
                for name in ("outside", "project", "input", "account", "network", "work_dir", "tmp")}
     return client, outcome, outside, data
 

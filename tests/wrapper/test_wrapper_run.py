@@ -33,7 +33,7 @@ def test_ok_job_writes_result_stdout_and_finish_file(make_client):
 
     assert client.finish_file.read_text() == "0\n"
     expected = 'set.seed(7); list(total = 10, draws = runif(3), mean = 2.5)'
-    assert r_value(f'identical(readRDS("{client.output("result.rds")}"), {{{expected}}})') == "TRUE"
+    assert r_value(f"identical(readRDS(path[1]), {{{expected}}})", client.output("result.rds")) == "TRUE"
     # Visible top-level values are printed, as Rscript prints them.
     assert client.output("stdout.txt").read_text().startswith("rows: 4 \n[1] 10\n$total\n[1] 10\n")
     stderr = client.stderr_text()
@@ -136,7 +136,7 @@ def test_rng_kind_and_derived_seed(make_client):
     seed = int(stderr.split(f"{events.SEED} ")[1].split()[0])
     assert "derived from the workunit name" in stderr
     expected = f'RNGkind("L\'Ecuyer-CMRG"); set.seed({seed}); runif(2)'
-    assert r_value(f'identical(readRDS("{client.output("result.rds")}"), {{{expected}}})') == "TRUE"
+    assert r_value(f"identical(readRDS(path[1]), {{{expected}}})", client.output("result.rds")) == "TRUE"
 
 
 def test_warnings_and_messages_go_to_stderr_not_stdout(make_client):

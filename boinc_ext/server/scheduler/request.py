@@ -48,7 +48,7 @@ class ReportedResult:
 
 @dataclass(frozen=True)
 class SchedulerRequest:
-    authenticator: str
+    authenticator: str = field(repr=False)
     hostid: int
     rpc_seqno: int
     platforms: tuple[str, ...]

@@ -38,8 +38,7 @@ from boinc_ext.project.create import ProjectSpec, create_project  # noqa: E402
 from boinc_ext.server.scheduler.handler import scheduler_url  # noqa: E402
 from boinc_ext.local.volunteer import free_port  # noqa: E402
 from bench.transitioner import STOCK_WU_PER_S, create_due_workunits, run_transitioner  # noqa: E402
-from sched_client import scheduler_request  # noqa: E402
-from test_scheduler import make_user  # noqa: E402
+from sched_client import make_user, scheduler_request  # noqa: E402
 
 STOCK = {"no work": (212.0, 362.0), "one job": (73.0, 133.0), "transitioner": STOCK_WU_PER_S}
 

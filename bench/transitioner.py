@@ -30,7 +30,8 @@ from _setup import bench_project
 
 from boinc_ext.boinc import crypto
 from boinc_ext.boinc.config import ProjectConfig
-from boinc_ext.daemons.base import DaemonOptions, configure_logging
+from boinc_ext.daemons.base import configure_logging
+from boinc_ext.daemons.options import DaemonOptions
 from boinc_ext.boinc.db import Database
 from boinc_ext.transitioner import results as results_module
 from boinc_ext.transitioner.daemon import Transitioner

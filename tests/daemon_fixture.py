@@ -14,7 +14,9 @@ import time
 
 from dataclasses import dataclass
 
-from boinc_ext.daemons.base import Daemon, DaemonOptions, flag, main_for, option
+from boinc_ext.daemons.base import Daemon, main_for
+
+from boinc_ext.daemons.options import DaemonOptions, flag, option
 
 TABLE_DDL = """create table test_item (
     id integer not null auto_increment primary key,

@@ -17,8 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from boinc_ext.daemons.base import (Daemon, DaemonConfigError, DaemonOptions, dry_run_option, one_pass_n_wu_option,
-                                    sleep_interval_option)
+from boinc_ext.daemons.base import Daemon, DaemonConfigError
+
+from boinc_ext.daemons.options import DaemonOptions, dry_run_option, one_pass_n_wu_option, sleep_interval_option
 from boinc_ext.boinc.states import ASSIMILATE_DONE, ASSIMILATE_INIT, ASSIMILATE_READY, WU_ERROR_NO_CANONICAL_RESULT
 from boinc_ext.assimilator.context import AssimilationContext, AssimilationDeferred, Handler
 from boinc_ext.assimilator.registry import HANDLERS

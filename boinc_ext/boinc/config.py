@@ -151,28 +151,27 @@ class ProjectConfig:
                    maximum: int | None = None) -> int:
         """<name> as a whole number (BOINC also writes them as 1e6), `default` if absent; a
         value out of [minimum, maximum] is a ConfigError naming the option, never clamped."""
-        value = self.options.get(name)
-        if not value:
+        number = self._option_number(name)
+        if number is None:
             return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(f"<{name}> must be a number, not {value!r}") from None
         if not number.is_integer():
-            raise ConfigError(f"<{name}> must be a whole number, not {value!r}")
+            raise ConfigError(f"<{name}> must be a whole number, not {self.options[name]!r}")
         return _within(name, int(number), minimum, maximum)
 
     def option_float(self, name: str, default: float, *, minimum: float | None = None,
                      maximum: float | None = None) -> float:
         """<name> as a number, `default` if absent; out of [minimum, maximum] is a ConfigError."""
+        number = self._option_number(name)
+        return default if number is None else _within(name, number, minimum, maximum)
+
+    def _option_number(self, name: str) -> float | None:
         value = self.options.get(name)
         if not value:
-            return default
+            return None
         try:
-            number = float(value)
+            return float(value)
         except ValueError:
             raise ConfigError(f"<{name}> must be a number, not {value!r}") from None
-        return _within(name, number, minimum, maximum)
 
     def option_flag(self, name: str) -> bool:
         value = self.options.get(name)

@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from boinc_ext.daemons.base import Daemon, DaemonOptions, flag, main_for, option
+from boinc_ext.daemons.base import Daemon, main_for
+
+from boinc_ext.daemons.options import DaemonOptions, flag, option
 from boinc_ext.boinc.hierarchy import BadFileName, check_file_name, hier_path
 from boinc_ext.boinc.xmlutil import XmlError, parse_fragment
 from boinc_ext.boinc.xmlutil import flag as xml_flag

@@ -20,8 +20,9 @@ from urllib.parse import urlsplit
 from waitress import create_server
 
 from boinc_ext.boinc.config import ConfigError, ProjectConfig, find_project_dir
-from boinc_ext.daemons.base import (EVENT_ABORTED, EVENT_FAILED, EVENT_STARTED, EVENT_STOPPED, EXIT_OK, DaemonAborted, StopControl,
-                                    configure_logging, positive_int)
+from boinc_ext.daemons.base import EVENT_ABORTED, EVENT_FAILED, EVENT_STARTED, EVENT_STOPPED, EXIT_OK, configure_logging
+from boinc_ext.daemons.options import positive_int
+from boinc_ext.daemons.stopping import DaemonAborted, StopControl
 from boinc_ext.server.app import create_app
 from boinc_ext.server.scheduler.handler import WORK_HOLD_EXTENSION
 

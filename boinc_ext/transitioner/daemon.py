@@ -21,7 +21,8 @@ from typing import Any
 from boinc_ext.boinc.crypto import PrivateKey, read_private_key
 from boinc_ext.boinc.states import TRANSITION_NONE
 from boinc_ext.boinc.table_updates import RowChanges, update_rows
-from boinc_ext.daemons.base import Daemon, DaemonConfigError, DaemonOptions, flag, main_for, option
+from boinc_ext.daemons.base import Daemon, DaemonConfigError, main_for
+from boinc_ext.daemons.options import DaemonOptions, flag, option
 from boinc_ext.transitioner.decision import RESULT_UPDATABLE, TransitionSettings, WorkunitTransition
 from boinc_ext.transitioner.penalties import TimeoutPenalties
 from boinc_ext.transitioner.results import insert_result_rows, new_result_rows, read_result_template

@@ -38,8 +38,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from boinc_ext.daemons.base import (Daemon, DaemonConfigError, DaemonOptions, dry_run_option, flag, main_for,
-                                    one_pass_n_wu_option, option)
+from boinc_ext.daemons.base import Daemon, DaemonConfigError, main_for
+
+from boinc_ext.daemons.options import DaemonOptions, dry_run_option, flag, one_pass_n_wu_option, option
 from boinc_ext.boinc.db import TransientDbError
 from boinc_ext.boinc.table_updates import RowChanges, update_rows
 from boinc_ext.boinc.states import OUTCOME_VALIDATE_ERROR, VALIDATE_STATE_VALID

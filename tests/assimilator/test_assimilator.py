@@ -15,7 +15,8 @@ from boinc_ext.assimilator.daemon import (EVENT_ASSIMILATED, EVENT_DEFERRED, EVE
 from boinc_ext.assimilator.failure_report import task_stderr
 from boinc_ext.apps.r_job import EVENT_JOB_DONE, EVENT_NO_JOB
 from boinc_ext.apps.r_job import assimilate as assimilate_r_job
-from boinc_ext.daemons.base import EXIT_FAILED, EXIT_OK, DaemonOptions
+from boinc_ext.daemons.base import EXIT_FAILED, EXIT_OK
+from boinc_ext.daemons.options import DaemonOptions
 from boinc_ext.jobs import store
 from boinc_ext.jobs.result_store import result_dir
 from boinc_ext.transitioner.daemon import Transitioner

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from boinc_ext.daemons.base import (EVENT_ABORTED, EVENT_DB_BACKOFF, EVENT_DB_RECOVERED, EVENT_FAILED, EVENT_PASS_IDLE,
-                              EVENT_STARTED, EVENT_STOPPED, EVENT_STOPPING, EXIT_USAGE, DaemonOptions,
-                              DaemonConfigError, DaemonUsageError, main_for, parse_daemon_args)
+from boinc_ext.daemons.base import DaemonConfigError, EVENT_ABORTED, EVENT_DB_BACKOFF, EVENT_DB_RECOVERED, EVENT_FAILED, EVENT_PASS_IDLE, EVENT_STARTED, EVENT_STOPPED, EXIT_USAGE, main_for
+
+from boinc_ext.daemons.options import DaemonOptions, DaemonUsageError, parse_daemon_args
+
+from boinc_ext.daemons.stopping import EVENT_STOPPING
 from boinc_ext.boinc.db import Database, DbSettings
 from daemon_fixture import PROCESSING, TABLE_DDL, ItemDaemon, ItemOptions, create_items
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from boinc_ext.daemons.base import DaemonOptions
+from boinc_ext.daemons.options import DaemonOptions
 from boinc_ext.jobs import store, submit_job
 from boinc_ext.apps.r_job import OUTPUT_TEMPLATE, input_template_file, install_templates
 from boinc_ext.jobs.work_generator import EVENT_WU_CREATED, EVENT_WU_LINKED, WorkGenerator

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 
 from boinc_ext.boinc import crypto
-from boinc_ext.daemons.base import DaemonOptions
+from boinc_ext.daemons.options import DaemonOptions
 from boinc_ext.jobs import store as job_store
 from boinc_ext.server.scheduler import handler as scheduler_module
 from boinc_ext.server.http_db import ThreadDatabases

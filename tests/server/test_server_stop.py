@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from boinc_ext.daemons.base import EVENT_ABORTED, EVENT_STARTED, EVENT_STOPPED, EVENT_STOPPING
+from boinc_ext.daemons.base import EVENT_ABORTED, EVENT_STARTED, EVENT_STOPPED
+
+from boinc_ext.daemons.stopping import EVENT_STOPPING
 from boinc_ext.local.volunteer import free_port
 from boinc_ext.project.create import ProjectSpec, create_project
 from boinc_ext.server.serve import EVENT_SERVING, listen_address

@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -45,7 +44,6 @@ from boinc_ext.project.app_versions import AppFile, add_app_version, parse_versi
 from wrapper import API_VERSION, WRAPPER_VERSION
 from wrapper.build import build_zipapp
 
-log = logging.getLogger("boinc_ext.apps.r_job")
 
 APP_NAME = "r_job"
 VALIDATION_POLICY = "rds"
